@@ -1,0 +1,77 @@
+"""``lorat``: the command line, the composition root of the project.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which sets
+``func``). Modules are imported only when the command line is parsed, so ``lorat selftest`` never
+imports the harness packages. Exit codes: 0 success, 1 the job ran but failed (e.g. a self-test
+deviation above tolerance), 2 a user mistake (bad argument, missing file, wrong weights),
+130 interrupted with Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# subcommand -> module defining add_parser(subparsers); order = order in --help
+SUBCOMMANDS = {
+    "track": "lorat_tracker.cli.track",
+    "eval": "lorat_tracker.cli.evaluate",
+    "export": "lorat_tracker.cli.export",
+    "info": "lorat_tracker.cli.export",
+    "selftest": "lorat_tracker.cli.selftest",
+    "vot": "integrations.vot.cli",
+}
+
+
+class UsageError(Exception):
+    """A user mistake found by a subcommand: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lorat", description="LoRAT visual object tracker: track videos, run benchmarks, manage weights.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  lorat selftest\n  lorat track video.mp4 --box 10,20,50,40 --variant B-224 "
+               "--weights base.bin --backbone dinov2_vitb14_pretrain.pth\n\nRun 'lorat COMMAND --help' for more.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    seen = set()
+    for name, module in SUBCOMMANDS.items():
+        if module in seen:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            if e.name and (e.name == module or module.startswith(e.name + ".")):
+                continue  # that subcommand is not part of this build
+            raise
+        seen.add(module)
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from ..errors import LoRATError
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.extra = extra
+    try:
+        return int(args.func(args) or 0)
+    except (LoRATError, UsageError, FileNotFoundError) as e:
+        print(f"lorat {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"lorat {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""``lorat selftest``: run the bundled reference fixtures through the public API.
+
+The fixtures are tiny models in the official file formats and the official pipeline's boxes for
+them (see ``lorat_tracker/selftest_data``); passing means this installation reproduces the official
+LoRAT pipeline to within 1e-3 px.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..selftest import TOLERANCE_PX, run_selftest
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("selftest", help="check this installation against the official pipeline's outputs",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  lorat selftest --device cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "auto"),
+                   help="fp32 (default) is the precision the fixtures were made in")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE_PX,
+                   help=f"largest allowed box deviation in pixels (default {TOLERANCE_PX:g})")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    report = run_selftest(device=args.device, precision=args.precision, log=print)
+    worst = report.max_box_deviation
+    ok = worst <= args.tolerance
+    print(f"largest deviation from the official pipeline: {worst:.3g} px (boxes), "
+          f"{report.max_score_deviation:.3g} (scores) over {report.frames} frames - "
+          f"{'PASS' if ok else 'FAIL'} (tolerance {args.tolerance:g} px)")
+    if not ok:
+        print("selftest failed: this installation does not reproduce the official boxes", file=sys.stderr)
+    return 0 if ok else 1

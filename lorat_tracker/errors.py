@@ -1,0 +1,34 @@
+"""Exceptions raised on user mistakes.
+
+Every message says what was wrong and what to do instead. All derive from ``LoRATError`` so a
+caller (or the CLI) can catch one type; the subclasses also derive from the built-in exception a
+Python user would expect (``ValueError``, ``FileNotFoundError``...), so ``except ValueError`` works.
+"""
+
+
+class LoRATError(Exception):
+    """Base class of every error this package raises on bad input."""
+
+
+class ConfigError(LoRATError, ValueError):
+    """Unknown variant name or an invalid variant configuration."""
+
+
+class InvalidImageError(LoRATError, ValueError):
+    """An image that is not an (H, W, 3) uint8 array (or convertible to one)."""
+
+
+class InvalidBoxError(LoRATError, ValueError):
+    """A box that is not finite, has no area, or lies entirely outside the image."""
+
+
+class NotInitializedError(LoRATError, RuntimeError):
+    """``track()`` called before ``initialize()``."""
+
+
+class WeightsError(LoRATError, ValueError):
+    """A weights file that does not fit the variant, or is corrupt, truncated or incomplete."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """A weights path that does not exist."""

@@ -1,0 +1,273 @@
+"""The tracker: owns the image-space logic around the (stateless) LoRAT network.
+
+Single target::
+
+    tracker = LoRATTracker.from_pretrained("B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth")
+    tracker.initialize(image, [x, y, w, h])
+    box, score = tracker.track(next_image)
+
+Several targets (VOTS multi-object, batched evaluation of many sequences) share one batched forward
+per step: ``targets = [tracker.new_target(image, box) for box in boxes]`` then
+``tracker.step(targets, image)`` (one image for all) or ``tracker.step(targets, [im1, im2, ...])``
+(one image per target). Each ``Target`` carries its own template, mask, padding colour and box.
+
+Frames of another size than the target's first frame are accepted: the box stays in pixel
+coordinates (exactly what the official pipeline does) and a ``FrameSizeWarning`` is issued once.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from typing import List, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .config import VariantConfig
+from .cropping import (CropParams, clip_box, nominal_crop_params, pixel_aligned_crop, search_crop_box,
+                       template_mask)
+from .errors import ConfigError, InvalidBoxError, InvalidImageError, NotInitializedError
+from .model import LoRATModel
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+class Prediction(NamedTuple):
+    box: np.ndarray   # 0-based [x, y, w, h] float64, image pixels
+    score: float      # the network's (un-penalised) confidence at the chosen cell
+
+
+class FrameSizeWarning(UserWarning):
+    """A frame whose size differs from the target's first frame."""
+
+
+@dataclasses.dataclass
+class Target:
+    """Per-target state: everything the official pipeline keeps for one track."""
+    template: torch.Tensor      # (3, Ht, Wt) normalised template crop, on the model's device
+    mask: torch.Tensor          # (Hz, Wz) int64 template foreground mask
+    fill: torch.Tensor          # (3,) first frame's per-channel mean (0..255), search padding
+    box: np.ndarray             # current state box, x1y1x2y2 float64
+    frame_size: tuple           # (W, H) of the first frame
+    size_warned: bool = False
+
+    @property
+    def box_xywh(self) -> np.ndarray:
+        return xyxy_to_xywh(self.box)
+
+
+def xywh_to_xyxy(box) -> np.ndarray:
+    x, y, w, h = box
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+def xyxy_to_xywh(box) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
+
+
+def as_rgb_image(image) -> np.ndarray:
+    """Validate a user image: (H, W, 3) uint8 RGB; (H, W) and (H, W, 1) gray, (H, W, 4) RGBA converted."""
+    if not isinstance(image, np.ndarray):
+        hint = " (a PIL image: pass np.asarray(image.convert('RGB')))" if hasattr(image, "convert") else ""
+        raise InvalidImageError(f"image must be a numpy array of shape (H, W, 3), dtype uint8, RGB; "
+                                f"got {type(image).__name__}{hint}")
+    if image.dtype != np.uint8:
+        raise InvalidImageError(f"image must have dtype uint8 (0..255), got {image.dtype} - convert it, e.g. "
+                                "(img * 255).clip(0, 255).astype(np.uint8) for 0..1 floats")
+    if image.size == 0:
+        raise InvalidImageError(f"image is empty (shape {image.shape})")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return image[:, :, :3]
+    raise InvalidImageError(f"image must have shape (H, W, 3) RGB (or (H, W) gray, (H, W, 4) RGBA), "
+                            f"got {image.shape}")
+
+
+def validate_box(box, size_wh) -> np.ndarray:
+    """A user box [x, y, w, h] -> x1y1x2y2 float64, or InvalidBoxError."""
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidBoxError(f"box must be 4 numbers [x, y, w, h], got {box!r}") from None
+    if b.shape != (4,):
+        raise InvalidBoxError(f"box must be 4 numbers [x, y, w, h], got {b.size} values")
+    if not np.all(np.isfinite(b)):
+        raise InvalidBoxError(f"box {b.tolist()} contains NaN or infinity")
+    if b[2] <= 0 or b[3] <= 0:
+        raise InvalidBoxError(f"box {b.tolist()} has width or height <= 0; boxes are [x, y, w, h]")
+    xyxy = xywh_to_xyxy(b)
+    x1, y1, x2, y2 = clip_box(xyxy, size_wh)
+    if not (x2 > x1 and y2 > y1):
+        raise InvalidBoxError(f"box {b.tolist()} lies entirely outside the {size_wh[0]}x{size_wh[1]} image; "
+                              "boxes are 0-based [x, y, w, h] in pixels")
+    return xyxy
+
+
+def resolve_device(device) -> torch.device:
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked but CUDA is not available here - use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked but MPS is not available here - use device='cpu'")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """None = plain float32; otherwise the autocast dtype."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        # The official evaluation runs fp16 autocast on CUDA; on CPU plain fp32 is exact and safe.
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+class LoRATTracker:
+    """Stateful single-target wrapper plus a batched multi-target ``step``."""
+
+    def __init__(self, model: LoRATModel, device=None, precision: str = "auto"):
+        self.device = resolve_device(device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = precision
+        self.model = model.to(self.device).eval()
+        self.cfg: VariantConfig = model.cfg
+        norm = self.cfg.normalization
+        self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        g = self.cfg.search_grid
+        hann = torch.hann_window(g, periodic=False, dtype=torch.float32)
+        self._window = torch.outer(hann, hann).flatten().to(self.device)
+        self._target: Optional[Target] = None
+
+    @classmethod
+    def from_pretrained(cls, variant, weights=None, backbone=None, device=None, precision: str = "auto"
+                        ) -> "LoRATTracker":
+        """Build from released weights: ``variant`` ("B-224", a YAML path, or None for a merged export)."""
+        from .weights import build_model
+
+        dev = resolve_device(device)
+        resolve_precision(precision, dev)  # fail fast, before the (slow) load
+        return cls(build_model(variant, weights=weights, backbone=backbone, device=dev), dev, precision)
+
+    # ------------------------------------------------------------------ single target
+
+    def initialize(self, image, box) -> None:
+        """Start tracking ``box`` (0-based [x, y, w, h]) in ``image`` (RGB uint8 (H, W, 3))."""
+        self._target = self.new_target(image, box)
+
+    def track(self, image) -> Prediction:
+        """Locate the target in the next frame: ``Prediction(box=[x, y, w, h], score)``."""
+        if self._target is None:
+            raise NotInitializedError("track() called before initialize(image, box)")
+        return self.step([self._target], image)[0]
+
+    @property
+    def target(self) -> Optional[Target]:
+        return self._target
+
+    # ------------------------------------------------------------------ several targets
+
+    def new_target(self, image, box) -> Target:
+        """The per-target state for ``box`` in ``image`` (template crop, mask, padding colour)."""
+        image = as_rgb_image(image)
+        h, w = image.shape[:2]
+        xyxy = validate_box(box, (w, h))
+        fill = torch.from_numpy(image).to(self.device).float().mean(dim=(0, 1))
+        cfg = self.cfg
+        size = cfg.template.size
+        s, t = nominal_crop_params(xyxy, cfg.template.area_factor, (size, size))
+        crop, params = pixel_aligned_crop(image, s, t, (size, size), fill)
+        template = self._normalize(crop.unsqueeze(0))[0]
+        mask = template_mask(xyxy, params, size, cfg.template_grid)
+        return Target(template=template, mask=torch.from_numpy(mask).to(self.device), fill=fill,
+                      box=xyxy, frame_size=(w, h))
+
+    def step(self, targets: Sequence[Target], images: Union[np.ndarray, Sequence[np.ndarray]]
+             ) -> List[Prediction]:
+        """Track every target one frame with one batched forward; updates the targets in place."""
+        if len(targets) == 0:
+            return []
+        if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+            frames = [as_rgb_image(images)] * len(targets)
+        else:
+            if len(images) != len(targets):
+                raise InvalidImageError(f"{len(images)} images for {len(targets)} targets: pass one image "
+                                        "for all targets or one per target")
+            frames = [as_rgb_image(im) for im in images]
+        cfg = self.cfg
+        size = cfg.search.size
+        n = len(targets)
+        x = torch.empty(n, 3, size, size, dtype=torch.float32, device=self.device)
+        params: List[CropParams] = []
+        for i, (tgt, frame) in enumerate(zip(targets, frames)):
+            self._check_frame_size(tgt, frame)
+            crop_box = search_crop_box(tgt.box, cfg.tracking.min_object_size)
+            s, t = nominal_crop_params(crop_box, cfg.search.area_factor, (size, size))
+            _, p = pixel_aligned_crop(frame, s, t, (size, size), tgt.fill, out=x[i])
+            params.append(p)
+        x = self._normalize(x)
+        if n == 1:
+            z, mask = targets[0].template.unsqueeze(0), targets[0].mask.unsqueeze(0)
+        else:
+            z = torch.stack([t.template for t in targets])
+            mask = torch.stack([t.mask for t in targets])
+        with torch.inference_mode(), self._autocast():
+            score_map, boxes = self.model(z, x, mask)
+        scores, crop_boxes = self._select(score_map, boxes)
+        results = []
+        for tgt, frame, p, score, crop_box in zip(targets, frames, params, scores, crop_boxes):
+            h, w = frame.shape[:2]
+            box = np.array(clip_box(p.crop_to_image(crop_box), (w, h)), dtype=np.float64)
+            if box[2] > box[0] and box[3] > box[1]:
+                tgt.box = box
+            results.append(Prediction(xyxy_to_xywh(box), float(score)))
+        return results
+
+    # ------------------------------------------------------------------ helpers
+
+    def _normalize(self, crops: torch.Tensor) -> torch.Tensor:
+        return (crops / 255.0 - self._mean) / self._std
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _select(self, score_map: torch.Tensor, boxes: torch.Tensor):
+        """Hann-window penalised argmax per target; confidence = the raw sigmoid score there."""
+        penalty = self.cfg.tracking.window_penalty
+        p = score_map.float().sigmoid().flatten(1)
+        q = p * (1 - penalty) + self._window * penalty
+        k = q.argmax(dim=1)
+        rows = torch.arange(p.shape[0], device=p.device)
+        size = self.cfg.search.size
+        crop_boxes = boxes.flatten(1, 2)[rows, k] * size
+        # One host transfer for all targets.
+        out = torch.cat((p[rows, k].unsqueeze(1), crop_boxes), dim=1).cpu().numpy()
+        return out[:, 0], out[:, 1:].astype(np.float64)
+
+    def _check_frame_size(self, tgt: Target, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if (w, h) != tgt.frame_size and not tgt.size_warned:
+            warnings.warn(f"frame size {w}x{h} differs from the first frame's {tgt.frame_size[0]}x"
+                          f"{tgt.frame_size[1]}; the box is kept in pixel coordinates and clipped to the "
+                          "new frame", FrameSizeWarning, stacklevel=3)
+            tgt.size_warned = True
