@@ -177,7 +177,7 @@ class LoRATTracker:
         """Locate the target in the next frame: ``Prediction(box=[x, y, w, h], score)``."""
         if self._target is None:
             raise NotInitializedError("track() called before initialize(image, box)")
-        return self.step([self._target], image)[0]
+        return self.step([self._target], [image])[0]
 
     @property
     def target(self) -> Optional[Target]:

@@ -422,6 +422,11 @@ def build_model(variant, weights=None, backbone=None, device="cpu") -> LoRATMode
     if "token_type_embed" in tensors and tensors["token_type_embed"].shape[-1] != cfg.backbone.embed_dim:
         raise WeightsError(_variant_mismatch(wf.path, tensors["token_type_embed"].shape[-1], cfg))
 
+    lora_blocks = _block_indices(k for k in tensors if ".lora." in k)
+    if lora_blocks and lora_blocks != list(range(cfg.backbone.depth)):
+        raise WeightsError(f"{wf.path} has LoRA for {len(lora_blocks)} blocks but variant {cfg.name} has "
+                           f"{cfg.backbone.depth} - it belongs to another variant; check --variant")
+
     if kind in ("lorat-lora", "lorat-head-only"):
         if backbone is not None:
             bf = read_weights_file(backbone)
