@@ -32,3 +32,19 @@ class WeightsError(LoRATError, ValueError):
 
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """A weights path that does not exist."""
+
+
+class DatasetLayoutError(LoRATError, ValueError):
+    """A benchmark dataset root whose files are not laid out the way the benchmark expects."""
+
+
+class ResultsLayoutError(LoRATError, ValueError):
+    """A folder of tracking results (e.g. for ``lorat eval --compare``) that lacks a sequence's file."""
+
+
+class SourceError(LoRATError, ValueError):
+    """A video, folder of frames, glob or camera that cannot be opened or read."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A video file, folder or glob that names nothing on disk."""
