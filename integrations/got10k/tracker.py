@@ -1,0 +1,54 @@
+"""``LoRATGot10kTracker``: a LoRAT tracker with the ``got10k.trackers.Tracker`` interface."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from got10k.trackers import Tracker
+
+from lorat_tracker import LoRATTracker
+
+
+class LoRATGot10kTracker(Tracker):
+    """LoRAT for the GOT-10k toolkit: ``init(PIL image, box)`` / ``update(PIL image) -> box``.
+
+    Build it from a ready ``LoRATTracker`` or from the arguments of ``LoRATTracker.from_pretrained``::
+
+        LoRATGot10kTracker(LoRATTracker.from_pretrained("B-224", weights=..., backbone=...))
+        LoRATGot10kTracker("B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth", device="cuda")
+
+    Boxes are passed through as the toolkit gives them (``[x, y, w, h]`` floats, no shift): the
+    experiments that need a shift (LaSOT's 1-based files) do it themselves. ``name`` (the results
+    folder name) defaults to the variant name. The tracker is deterministic, so GOT-10k runs one
+    repetition instead of three.
+    """
+
+    def __init__(self, tracker, weights=None, backbone=None, device=None, precision: str = "auto",
+                 name: str = None):
+        if isinstance(tracker, LoRATTracker):
+            if weights is not None or backbone is not None:
+                raise TypeError("pass either a LoRATTracker or (variant, weights, backbone, ...), not both")
+            lorat = tracker
+        else:
+            lorat = LoRATTracker.from_pretrained(tracker, weights=weights, backbone=backbone, device=device,
+                                                 precision=precision)
+        if name is None:
+            name = lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0]
+        super().__init__(name=name, is_deterministic=True)
+        self.lorat = lorat
+        self.last_score = None
+
+    def init(self, image, box):
+        self.lorat.initialize(_as_array(image), np.asarray(box, dtype=np.float64))
+        self.last_score = 1.0
+
+    def update(self, image):
+        prediction = self.lorat.track(_as_array(image))
+        self.last_score = prediction.score
+        return prediction.box
+
+
+def _as_array(image) -> np.ndarray:
+    """PIL RGB (what the toolkit passes) -> (H, W, 3) uint8 RGB; writable, as torch.from_numpy wants."""
+    array = np.asarray(image)
+    return array if array.flags.writeable else array.copy()
