@@ -1,0 +1,113 @@
+"""``lorat vot``: register LoRAT in a VOT workspace, build offline workspaces, run the patched ``vot``.
+
+    lorat vot register --workspace WS --variant B-224 --weights W [--backbone B] [--name ID] ...
+    lorat vot workspace --workspace WS --stack STACK (--sequences DIR | --demo N)
+    lorat vot ARGS...          the `vot` command (evaluate, analysis, report, test, pack, ...) with
+                               vot-toolkit 0.9.0's multistart/realtime bugs fixed in-process
+
+Nothing here imports ``vot`` or ``trax`` until a command runs, so ``lorat`` works without them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def add_parser(sub) -> None:
+    # prefix_chars="\0": every argument after `vot`, options included, reaches run() untouched.
+    p = sub.add_parser("vot", help="VOT toolkit: register LoRAT, build a workspace, run `vot` with fixes",
+                       add_help=False, prefix_chars="\0")
+    p.add_argument("vot_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=run)
+
+
+def _register_parser() -> argparse.ArgumentParser:
+    from .registration import DEFAULT_TIMEOUT_S
+
+    p = argparse.ArgumentParser(
+        prog="lorat vot register",
+        description="Write (or update) the LoRAT entry of a VOT workspace's trackers.ini, keeping the other "
+                    "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT.")
+    p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
+    p.add_argument("--variant", help="B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML path "
+                                     "(omit only for a merged export from `lorat export`)")
+    p.add_argument("--weights", required=True, help="LoRAT weights (.bin, .safetensors or a merged export)")
+    p.add_argument("--backbone", help="DINOv2 backbone file, when the weights need one")
+    p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best one at run time)")
+    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16, bf16")
+    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}; model "
+                        "loading happens before the handshake and is not counted)")
+    p.add_argument("--multiobject", default="auto", choices=("auto", "on", "off"),
+                   help="track all objects of a sequence in one batch (auto: on unless the stack has "
+                        "supervised experiments, which need one object at a time)")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="do not load the model once to check the files fit the variant")
+    return p
+
+
+def _workspace_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lorat vot workspace",
+        description="Create a VOT workspace that runs offline: your sequences (linked, not copied) or "
+                    "synthetic demo sequences, list.txt, config.yaml for STACK and an empty trackers.ini.")
+    p.add_argument("--workspace", required=True, help="new workspace directory")
+    p.add_argument("--stack", required=True,
+                   help="bundled stack (vot2022/shorttermbox, tests/multiobject, vots2024/main, ...) or a YAML file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sequences", help="directory of sequences in the VOT layout (<name>/color/%%08d.jpg, "
+                                         "groundtruth.txt or groundtruth_<id>.txt)")
+    src.add_argument("--demo", type=int, metavar="N", help="N synthetic sequences (the toolkit's moving cow)")
+    p.add_argument("--demo-objects", type=int, default=1, help="objects per demo sequence (default 1)")
+    p.add_argument("--demo-length", type=int, default=30, help="frames per demo sequence (default 30)")
+    p.add_argument("--copy", action="store_true", help="copy the sequence files instead of linking them")
+    return p
+
+
+def _need_vot() -> None:
+    from lorat_tracker.cli import UsageError
+
+    try:
+        from .compat import _fix_attributee
+
+        _fix_attributee()
+        import trax  # noqa: F401
+        import vot  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"the VOT toolkit is not installed ({e}) - install it with: pip install -e \".[vot]\"") from None
+    except TypeError as e:
+        raise UsageError(f"`import vot` fails ({e}) - pin attributee: pip install \"attributee==0.1.9\"") from None
+
+
+def run(args) -> int:
+    argv = list(args.vot_args)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage:\n" + USAGE + "\n\n`lorat vot register --help`, `lorat vot workspace --help`, "
+              "`lorat vot --help-vot` (the toolkit's own help)")
+        return 0
+    if argv[0] == "--help-vot":
+        argv = ["--help"]
+    if argv[0] == "register":
+        a = _register_parser().parse_args(argv[1:])
+        _need_vot()
+        from .registration import register
+
+        register(a.workspace, a.variant, a.weights, backbone=a.backbone, name=a.name, device=a.device,
+                 precision=a.precision, timeout=a.timeout, multiobject=a.multiobject, check=a.check)
+        return 0
+    if argv[0] == "workspace":
+        a = _workspace_parser().parse_args(argv[1:])
+        _need_vot()
+        from .workspace import create_workspace
+
+        create_workspace(a.workspace, a.stack, sequences=a.sequences, demo=a.demo or 0,
+                         demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy)
+        return 0
+    _need_vot()
+    from .compat import run_vot
+
+    sys.stdout.flush()
+    return run_vot(argv)

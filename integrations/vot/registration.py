@@ -1,0 +1,219 @@
+"""``lorat vot register``: one ``trackers.ini`` entry that makes plain ``vot evaluate WS ID`` work.
+
+The entry runs ``<this interpreter> -m integrations.vot`` over TraX (``protocol = traxpython``), with
+the model settings as ``env_LORAT_VOT_*`` variables, ``paths`` pointing at the directory that holds
+the ``integrations`` package (the toolkit sets PYTHONPATH to it) and the tracker log at
+``WORKSPACE/logs/<ID>.tracker.log``. Every path written is absolute. Other trackers' sections (and
+comments) of an existing ``trackers.ini`` are kept byte for byte; the section of the same ID is
+replaced.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from lorat_tracker.errors import ConfigError, LoRATError, WeightsNotFoundError
+
+IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
+DEFAULT_TIMEOUT_S = 300
+
+
+class WorkspaceError(LoRATError, ValueError):
+    """A directory that is not a VOT workspace, or a workspace the toolkit cannot use."""
+
+
+def package_root() -> Path:
+    """The directory holding the ``integrations`` package (a checkout or site-packages)."""
+    import integrations
+
+    return Path(integrations.__file__).resolve().parent.parent
+
+
+def default_name(variant: Optional[str]) -> str:
+    stem = Path(str(variant)).stem if variant else "export"
+    return "LoRAT_" + re.sub(r"[^a-zA-Z0-9-_]", "_", stem)
+
+
+def load_workspace_config(workspace: Path) -> dict:
+    config = workspace / "config.yaml"
+    if not workspace.is_dir():
+        raise WorkspaceError(f"workspace {workspace} does not exist - create it with `lorat vot workspace "
+                             f"--workspace {workspace} ...` or `vot initialize STACK --workspace {workspace}`")
+    if not config.is_file():
+        raise WorkspaceError(f"{workspace} is not a VOT workspace (no config.yaml) - create it with `lorat vot "
+                             f"workspace --workspace {workspace} ...` or `vot initialize STACK --workspace {workspace}`")
+    try:
+        with open(config) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise WorkspaceError(f"{config} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise WorkspaceError(f"{config} is not a VOT workspace configuration (expected a mapping)")
+    return data
+
+
+def stack_experiment_types(workspace: Path, config: dict) -> List[str]:
+    """The ``type`` of every experiment of the workspace's stack (bundled name or YAML path)."""
+    stack = config.get("stack")
+    data = None
+    if isinstance(stack, dict):
+        data = stack
+    elif isinstance(stack, str):
+        candidates = [workspace / stack, workspace / f"{stack}.yaml"]
+        try:
+            import vot.stack
+
+            bundled = Path(vot.stack.__file__).parent
+            candidates += [bundled / f"{stack}.yaml"]
+        except Exception:  # vot not importable: the caller reports that separately
+            pass
+        for c in candidates:
+            if c.is_file():
+                with open(c) as f:
+                    data = yaml.safe_load(f)
+                break
+    experiments = (data or {}).get("experiments") or {}
+    if isinstance(experiments, dict):
+        experiments = experiments.values()
+    return [str(e.get("type", "")) for e in experiments if isinstance(e, dict)]
+
+
+def ensure_registry(workspace: Path, config: dict) -> None:
+    """Make the workspace's ``registry:`` list include ``./trackers.ini``."""
+    registry = config.get("registry") or []
+    if isinstance(registry, str):
+        registry = [registry]
+    resolved = {os.path.normpath(os.path.join(workspace, r)) for r in registry}
+    if os.path.normpath(workspace / "trackers.ini") in resolved:
+        return
+    config["registry"] = list(registry) + ["./trackers.ini"]
+    with open(workspace / "config.yaml", "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+
+
+def _ini_value(value: str) -> str:
+    if "\n" in value:
+        raise ConfigError(f"value {value!r} contains a line break and cannot go into trackers.ini")
+    return value.replace("%", "%%")  # the toolkit reads trackers.ini with ConfigParser interpolation
+
+
+def render_section(name: str, entries: Dict[str, str]) -> str:
+    lines = [f"[{name}]"] + [f"{k} = {_ini_value(str(v))}" for k, v in entries.items()]
+    return "\n".join(lines) + "\n"
+
+
+def upsert_section(path: Path, name: str, text: str) -> bool:
+    """Write section ``name`` into an ini file, keeping everything else; True if it replaced one."""
+    old = path.read_text() if path.is_file() else ""
+    lines = old.splitlines(keepends=True)
+    header = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+    start = end = None
+    for i, line in enumerate(lines):
+        m = header.match(line)
+        if m and start is not None and end is None:
+            end = i
+        if m and m.group(1).strip() == name:
+            start, end = i, None
+    if start is not None:
+        end = len(lines) if end is None else end
+        # Keep blank/comment lines that precede the next section with that section.
+        while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith((";", "#"))):
+            end -= 1
+        new = "".join(lines[:start]) + text + "".join(lines[end:])
+    else:
+        sep = "" if not old or old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
+        new = old + sep + text
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+    return start is not None
+
+
+def register(workspace, variant: Optional[str], weights, backbone=None, name: Optional[str] = None,
+             device: Optional[str] = None, precision: str = "auto", timeout: int = DEFAULT_TIMEOUT_S,
+             multiobject: str = "auto", check: bool = True, log=print) -> str:
+    """Validate, then write the trackers.ini entry; returns the tracker identifier."""
+    from lorat_tracker.config import load_config
+    from lorat_tracker.tracker import PRECISIONS, resolve_device, resolve_precision
+
+    workspace = Path(workspace).expanduser().resolve()
+    config = load_workspace_config(workspace)
+    name = name or default_name(variant)
+    if not IDENTIFIER.match(name):
+        raise ConfigError(f"tracker name {name!r} is not a valid VOT identifier: use letters, digits, '-' and '_'")
+    if variant is not None:
+        cfg = load_config(variant)  # unknown variant -> ConfigError listing the known ones
+        if Path(str(variant)).suffix in (".yaml", ".yml") or Path(str(variant)).is_file():
+            variant = str(Path(variant).expanduser().resolve())
+        variant_name = cfg.name
+    else:
+        variant_name = None
+    weights = Path(weights).expanduser().resolve()
+    if not weights.is_file():
+        raise WeightsNotFoundError(f"weights file {weights} does not exist - pass the LoRAT .bin (or an export "
+                                   "from `lorat export`) with --weights")
+    if backbone is not None:
+        backbone = Path(backbone).expanduser().resolve()
+        if not backbone.is_file():
+            raise WeightsNotFoundError(f"backbone file {backbone} does not exist - pass the DINOv2 file with "
+                                       "--backbone, or leave it out if the weights carry the backbone")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    dev = resolve_device(device)
+    resolve_precision(precision, dev)
+    if timeout < 1:
+        raise ConfigError(f"--timeout must be at least 1 second, got {timeout}")
+
+    if multiobject == "auto":
+        # Supervised experiments (VOT2013-2019 baselines) re-initialize one object at a time and need
+        # a single-object tracker; every other experiment type works with the multi-object one.
+        mo = "0" if "supervised" in stack_experiment_types(workspace, config) else "1"
+    elif multiobject in ("on", "off"):
+        mo = "1" if multiobject == "on" else "0"
+    else:
+        raise ConfigError(f"--multiobject must be auto, on or off, got {multiobject!r}")
+
+    if check:
+        from lorat_tracker.weights import build_model
+
+        log(f"checking that {weights.name} loads as {variant_name or 'a merged export'} ...")
+        model = build_model(variant, weights=weights, backbone=backbone, device="cpu")
+        variant_name = model.cfg.name
+        del model
+
+    logs = workspace / "logs"
+    logs.mkdir(exist_ok=True)
+    entries = {
+        "label": f"LoRAT {variant_name}" if variant_name else "LoRAT",
+        "protocol": "traxpython",
+        "command": "integrations.vot",
+        "python": sys.executable,
+        "paths": str(package_root()),
+        "timeout": str(int(timeout)),
+        "env_LORAT_VOT_NAME": name,
+        "env_LORAT_VOT_WEIGHTS": str(weights),
+        "env_LORAT_VOT_PRECISION": precision,
+        "env_LORAT_VOT_MULTIOBJECT": mo,
+        "env_LORAT_VOT_LOG": str(logs / f"{name}.tracker.log"),
+    }
+    if variant is not None:
+        entries["env_LORAT_VOT_VARIANT"] = str(variant)
+    if backbone is not None:
+        entries["env_LORAT_VOT_BACKBONE"] = str(backbone)
+    if device is not None:
+        entries["env_LORAT_VOT_DEVICE"] = str(device)
+    if sys.executable and " " in sys.executable:
+        log(f"warning: the interpreter path {sys.executable!r} contains a space; vot-toolkit 0.9.0 splits the "
+            "command on spaces, so the tracker may fail to start - use a virtualenv at a path without spaces")
+    ensure_registry(workspace, config)
+    ini = workspace / "trackers.ini"
+    replaced = upsert_section(ini, name, render_section(name, entries))
+    log(f"{'updated' if replaced else 'registered'} tracker {name} in {ini}")
+    log(f"run it:   vot evaluate --workspace {workspace} {name}")
+    log(f"tracker log: {entries['env_LORAT_VOT_LOG']} (crash output: {logs}/{name}_<time>.log)")
+    return name

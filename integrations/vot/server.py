@@ -1,0 +1,288 @@
+"""The TraX tracker process that the VOT toolkit starts: ``python -m integrations.vot``.
+
+Built on the ``trax`` package directly (not the ``vot.py`` helper), so it announces no ``vot``
+metadata key and the toolkit keeps one process per (experiment, sequence) instead of restarting it
+at every initialization. The model is loaded and warmed up *before* the TraX handshake: start-up is
+not covered by the toolkit's ``timeout``, every initialize/frame reply is.
+
+* Multi-object (VOTS): with ``multiobject`` on (the default) every object of a sequence arrives in
+  one ``initialize`` and all of them are tracked with ONE batched forward per frame
+  (``LoRATTracker.step``). Objects appearing later are initialized on their frame.
+* Regions: the server accepts rectangles and masks and answers in the form each object was given:
+  a rasterized rectangle for box stacks, the same box as a filled mask for mask stacks (the
+  official LoRAT VOT integration without a mask refiner). Mask ground truth is turned into its
+  tight bounding box, exactly as the official integration does.
+* Every answer carries a ``confidence`` property (the network's score; 1 at initialization).
+* Logs go to stderr (the toolkit keeps them and writes them to ``WORKSPACE/logs/`` on a crash)
+  and, when ``LORAT_VOT_LOG`` is set (``lorat vot register`` sets it to
+  ``WORKSPACE/logs/<ID>.tracker.log``), are appended to that file, crashes included.
+* A frame that cannot be read is logged and answered with each object's last box.
+
+Settings come from command-line options or, as the toolkit passes them, ``LORAT_VOT_*`` variables.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import faulthandler
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from .regions import mask_bbox_xywh, polygon_bbox_xywh, rasterized_xywh
+
+ENV_PREFIX = "LORAT_VOT_"
+log = logging.getLogger("lorat.vot")
+
+
+def _env(name: str, default=None):
+    value = os.environ.get(ENV_PREFIX + name, "")
+    return value if value != "" else default
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m integrations.vot",
+        description="LoRAT as a TraX tracker for the VOT toolkit. Normally started by the toolkit from a "
+                    "trackers.ini entry written by `lorat vot register`; every option defaults to the "
+                    f"{ENV_PREFIX}<OPTION> environment variable.")
+    p.add_argument("--variant", default=_env("VARIANT"), help="model variant (B-224, ...) or a variant YAML path")
+    p.add_argument("--weights", default=_env("WEIGHTS"), help="LoRAT weights file")
+    p.add_argument("--backbone", default=_env("BACKBONE"), help="DINOv2 backbone file, if the weights need one")
+    p.add_argument("--device", default=_env("DEVICE"), help="cpu, cuda, cuda:N or mps (default: best available)")
+    p.add_argument("--precision", default=_env("PRECISION", "auto"), help="auto, fp32, fp16 or bf16")
+    p.add_argument("--multiobject", default=_env("MULTIOBJECT", "1"),
+                   help="1: announce multi-object support, all objects in one batch (default); 0: one object "
+                        "per session (needed by supervised experiments)")
+    p.add_argument("--log", default=_env("LOG"), help="also append the log to this file")
+    p.add_argument("--name", default=_env("NAME", "lorat"), help="tracker name announced at the handshake")
+    return p
+
+
+def setup_logging(path: Optional[str]) -> Optional[str]:
+    """Log to stderr and, if asked, append to ``path``; route hard crashes there too."""
+    fmt = logging.Formatter(f"%(asctime)s lorat-vot[{os.getpid()}] %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    log.addHandler(stderr)
+    if path:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        except OSError as e:
+            log.warning("cannot open log file %s (%s); logging to stderr only", path, e)
+            return None
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+        # Segfaults and fatal errors in native code: dump the Python stacks into the same file.
+        faulthandler.enable(file=handler.stream, all_threads=True)
+        return path
+    return None
+
+
+def read_frame(path: str) -> Optional[np.ndarray]:
+    """RGB uint8 (H, W, 3) from an image path (TraX gives paths; cv2 reads BGR), or None."""
+    import cv2
+
+    try:
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+    if bgr is None or bgr.size == 0:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclasses.dataclass
+class Slot:
+    """One object of the session: its tracker state (None if it could not be started) and answer form."""
+    kind: str                      # "rectangle" or "mask": how the object was given, and answered
+    box: np.ndarray                # last reported box, continuous x1y1x2y2
+    target: object = None          # lorat_tracker.Target, or None
+
+
+class Session:
+    """The objects of one TraX session and the tracker that moves them, independent of TraX I/O."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+        self.slots: List[Slot] = []
+        self.frames = 0
+        self.unreadable = 0
+        self.track_time = 0.0
+
+    def initialize(self, image: Optional[np.ndarray], path: str, regions) -> List[tuple]:
+        """Start a new session with ``regions`` (list of (kind, xywh-or-None)); answers (kind, xywh, conf)."""
+        self._summary()
+        self.slots, self.frames, self.unreadable, self.track_time = [], 0, 0, 0.0
+        if image is None:
+            log.error("cannot read the initialization frame %s: the objects keep their initial boxes", path)
+        return [self._add(image, kind, xywh) for kind, xywh in regions]
+
+    def frame(self, image: Optional[np.ndarray], path: str, new_regions=()) -> List[tuple]:
+        """Track every object into ``image``; objects in ``new_regions`` start on this frame."""
+        self.frames += 1
+        answers = []
+        active = [s for s in self.slots if s.target is not None]
+        if image is None:
+            self.unreadable += 1
+            log.warning("cannot read frame %s: answering the last box of each object", path)
+            answers = [(s.kind, s.box, 0.0) for s in self.slots]
+        else:
+            scores = {}
+            if active:
+                start = time.perf_counter()
+                predictions = self.tracker.step([s.target for s in active], image)
+                self.track_time += time.perf_counter() - start
+                for slot, prediction in zip(active, predictions):
+                    if _valid(prediction.box):  # else (box squeezed to nothing at the border): keep the last
+                        slot.box = slot.target.box.copy()  # the exact x1y1x2y2 the prediction came from
+                    scores[id(slot)] = prediction.score
+            answers = [(s.kind, s.box, scores.get(id(s), 0.0)) for s in self.slots]
+        answers += [self._add(image, kind, xywh) for kind, xywh in new_regions]
+        return answers
+
+    def _add(self, image, kind: str, xywh) -> tuple:
+        from lorat_tracker.errors import LoRATError
+
+        if xywh is None:
+            log.warning("object %d has an empty initial region: it is answered with an empty box", len(self.slots))
+            slot = Slot(kind, np.zeros(4))
+        else:
+            slot = Slot(kind, _xywh_to_xyxy(xywh))
+            if image is not None:
+                try:
+                    slot.target = self.tracker.new_target(image, xywh)
+                except LoRATError as e:
+                    log.warning("object %d cannot be tracked (%s): it keeps its initial box", len(self.slots), e)
+        self.slots.append(slot)
+        return kind, slot.box, 1.0
+
+    def _summary(self) -> None:
+        if self.slots:
+            fps = self.frames / self.track_time if self.track_time > 0 else float("nan")
+            log.info("session done: %d object(s), %d frame(s) after initialization, %d unreadable, "
+                     "%.1f frames/s (network + crops)", len(self.slots), self.frames, self.unreadable, fps)
+
+    def close(self) -> None:
+        self._summary()
+        self.slots = []
+
+
+def _valid(xywh) -> bool:
+    return bool(np.all(np.isfinite(xywh)) and xywh[2] > 0 and xywh[3] > 0)
+
+
+def _xywh_to_xyxy(xywh) -> np.ndarray:
+    x, y, w, h = (float(v) for v in xywh)
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------ TraX edges
+
+def region_to_box(region):
+    """A TraX region -> (kind, 0-based xywh or None). Masks and polygons give their bounding box."""
+    import trax
+
+    if region.type == trax.Region.RECTANGLE:
+        x, y, w, h = region.bounds()
+        return "rectangle", ((x, y, w, h) if w > 0 and h > 0 else None)
+    if region.type == trax.Region.MASK:
+        return "mask", mask_bbox_xywh(region.array(False), region.offset())
+    if region.type == trax.Region.POLYGON:
+        return "rectangle", polygon_bbox_xywh(list(region))
+    return "rectangle", None
+
+
+def answer_region(kind: str, box_xyxy, confidence: float):
+    """(TraX region, properties) for a box: a rasterized rectangle or the same box as a filled mask."""
+    import trax
+
+    x, y, w, h = rasterized_xywh(box_xyxy) if np.any(box_xyxy) else (0, 0, 0, 0)
+    properties = {"confidence": f"{confidence:.6f}"}
+    if kind == "mask":
+        if w <= 0 or h <= 0:
+            return trax.Mask.create(np.zeros((1, 1), dtype=np.uint8), 0, 0), properties
+        return trax.Mask.create(np.ones((h, w), dtype=np.uint8), x, y), properties
+    return trax.Rectangle.create(x, y, w, h), properties
+
+
+def serve(tracker, multiobject: bool = True, name: str = "lorat", metadata=None) -> None:
+    """Answer TraX requests on stdin/stdout (or TRAX_SOCKET) until the client quits."""
+    import trax
+
+    session = Session(tracker)
+    formats = [trax.Region.RECTANGLE, trax.Region.MASK]
+    with trax.Server(formats, [trax.Image.PATH], ["color"], tracker_name=name,
+                     metadata=metadata or {}, multiobject=multiobject) as server:
+        log.info("TraX handshake done (multiobject=%s)", multiobject)
+        while True:
+            request = server.wait()
+            if request.type in (trax.TraxStatus.QUIT, trax.TraxStatus.ERROR):
+                break
+            path = request.image["color"].path()
+            image = read_frame(path)
+            objects = request.objects or []
+            if request.type == trax.TraxStatus.INITIALIZE:
+                regions = [region_to_box(r) for r, _ in objects]
+                log.info("initialize: %d object(s) (%s) on %s", len(objects),
+                         ", ".join(kind for kind, _ in regions), path)
+                session.initialize(image, path, regions)
+                # Echo the initial regions as given (the toolkit stores frame 0 as "initialization").
+                server.status([(r, {"confidence": "1.000000"}) for r, _ in objects])
+            else:
+                new = [region_to_box(r) for r, _ in objects]
+                answers = session.frame(image, path, new)
+                replies = [answer_region(kind, box, conf) for kind, box, conf in answers[:len(answers) - len(new)]]
+                replies += [(r, {"confidence": "1.000000"}) for r, _ in objects]
+                server.status(replies)
+    session.close()
+
+
+def load_tracker(args):
+    from lorat_tracker import LoRATTracker
+
+    start = time.perf_counter()
+    tracker = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
+                                           device=args.device, precision=args.precision)
+    # Warm up (CUDA context, kernels, allocator) before the handshake: replies are timed, start-up is not.
+    dummy = np.full((128, 128, 3), 127, dtype=np.uint8)
+    tracker.step([tracker.new_target(dummy, [48, 48, 32, 32])], dummy)
+    log.info("model %s loaded from %s on %s (%s) in %.1f s", tracker.cfg.name, args.weights, tracker.device,
+             args.precision, time.perf_counter() - start)
+    return tracker
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logfile = setup_logging(args.log)
+    log.info("starting: python %s, pid %d, log %s", sys.executable, os.getpid(), logfile or "stderr only")
+    from lorat_tracker.errors import LoRATError
+
+    try:
+        if not args.weights:
+            raise LoRATError(f"no weights given: pass --weights or set {ENV_PREFIX}WEIGHTS "
+                             "(`lorat vot register` writes it into trackers.ini)")
+        tracker = load_tracker(args)
+        serve(tracker, multiobject=_flag(args.multiobject), name=args.name,
+              metadata={"lorat.variant": tracker.cfg.name})
+    except LoRATError as e:
+        log.error("cannot start: %s", e)
+        return 2
+    except Exception:
+        log.exception("tracker crashed")
+        return 1
+    log.info("exiting normally")
+    return 0
