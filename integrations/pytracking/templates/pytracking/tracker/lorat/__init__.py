@@ -1,0 +1,5 @@
+from .lorat import LoRAT
+
+
+def get_tracker_class():
+    return LoRAT

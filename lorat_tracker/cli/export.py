@@ -1,0 +1,132 @@
+"""``lorat export`` and ``lorat info``: make one self-contained weights file, and say what a file is.
+
+``export`` merges the LoRA into the backbone (what loading does anyway) and writes a single
+safetensors file carrying the variant's configuration: afterwards ``--weights merged.safetensors``
+alone is enough (no --variant, no --backbone, no network). ``info`` reads any weights file LoRAT users
+have and reports its variant, format, parameter count, LoRA rank/alpha and whether a backbone is needed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+from . import UsageError
+from .track import add_model_arguments
+
+EXPORT_EPILOG = """\
+example:
+  lorat export --variant B-224 --weights base.bin --backbone dinov2_vitb14_pretrain.pth \\
+      --out lorat-B-224.safetensors
+  lorat track clip.mp4 --box 120,80,60,40 --weights lorat-B-224.safetensors"""
+
+INFO_EPILOG = """\
+examples:
+  lorat info base.bin
+  lorat info lorat-B-224.safetensors --json"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="merge LoRA and backbone into one self-contained weights file",
+                       description=__doc__, epilog=EXPORT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p, runtime=False)
+    p.add_argument("--out", required=True, metavar="merged.safetensors", help="the file to write (safetensors)")
+    p.set_defaults(func=run_export)
+
+    q = sub.add_parser("info", help="which variant and format a weights file is; whether it needs a backbone",
+                       description=__doc__, epilog=INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("file", metavar="FILE", help="any weights file: released .bin, model.safetensors, merged "
+                                                "export or a DINOv2 backbone")
+    q.add_argument("--json", action="store_true", help="print the fields as JSON instead of text")
+    q.set_defaults(func=run_info)
+
+
+def run_export(args) -> int:
+    from ..weights import build_model, export_merged, inspect_weights
+
+    out = args.out
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out} is a folder: pass a file name such as {os.path.join(out, 'merged.safetensors')}")
+    if os.path.abspath(out) in {os.path.abspath(p) for p in (args.weights, args.backbone) if p}:
+        raise UsageError(f"--out {out} is one of the input files: pass another name")
+    t0 = time.perf_counter()
+    model = build_model(args.variant, weights=args.weights, backbone=args.backbone, device="cpu")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    # Write next to the target, then rename: an interrupted export never leaves a half file behind.
+    tmp = out + ".partial"
+    try:
+        export_merged(model, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print_info(inspect_weights(out))
+    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; use it "
+          f"alone: --weights {out} (no --variant or --backbone needed)")
+    return 0
+
+
+def matching_variants(info) -> list:
+    """Bundled variants whose architecture fits the file (for files that do not name their variant)."""
+    from ..config import available_variants, load_config
+
+    found = []
+    for name in available_variants():
+        cfg = load_config(name)
+        b = cfg.backbone
+        if info.embed_dim is not None and b.embed_dim != info.embed_dim:
+            continue
+        if info.depth is not None and b.depth != info.depth:
+            continue
+        if info.ffn is not None and b.ffn != info.ffn:
+            continue
+        if info.search_grid is not None and cfg.search_grid != info.search_grid:
+            continue
+        if info.lora_rank is not None and cfg.lora.r != info.lora_rank:
+            continue
+        found.append(name)
+    return found
+
+
+def _merged_lora(info) -> str:
+    """For a merged export: the LoRA rank/alpha it was trained with, from the stored variant config."""
+    if info.kind != "merged-export" or info.container != "safetensors":
+        return ""
+    from safetensors import safe_open
+
+    with safe_open(info.path, framework="pt") as f:
+        lora = json.loads((f.metadata() or {}).get("config", "{}")).get("lora", {})
+    if "r" not in lora:
+        return ""
+    return f"merged into the backbone (rank {lora['r']}, alpha {lora.get('alpha', lora['r']):g})"
+
+
+def print_info(info, candidates=()) -> None:
+    print(info.describe())
+    merged_lora = _merged_lora(info)
+    if merged_lora:
+        print(f"LoRA:            {merged_lora}")
+    if candidates and (info.variant is None or info.variant not in candidates):
+        print(f"matching variants: {', '.join(candidates)} (bundled configs with this architecture)")
+
+
+def run_info(args) -> int:
+    from ..weights import inspect_weights
+
+    info = inspect_weights(args.file)
+    candidates = matching_variants(info) if info.embed_dim is not None else []
+    if args.json:
+        data = dataclasses.asdict(info)
+        data["matching_variants"] = candidates
+        print(json.dumps(data, indent=2))
+        return 0
+    print_info(info, candidates)
+    if info.kind.startswith("backbone"):
+        print("this is a DINOv2 backbone: pass it with --backbone, next to the LoRAT weights (--weights)")
+    elif info.kind == "unknown":
+        print("this file holds none of the tensors of a LoRAT model")
+    return 0

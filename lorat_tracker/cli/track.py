@@ -1,0 +1,296 @@
+"""``lorat track``: follow one object through a video, a folder of frames, a glob or a camera.
+
+Writes one line per frame, ``x,y,w,h,score`` (0-based pixels, top-left corner, floats); the first line
+is the --box itself with score 1. Optionally writes the frames with the box drawn (--video).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import warnings
+from typing import List
+
+import numpy as np
+
+from . import EXIT_INTERRUPTED, UsageError
+
+EPILOG = """\
+examples:
+  lorat track clip.mp4 --box 120,80,60,40 --variant B-224 --weights base.bin \\
+      --backbone dinov2_vitb14_pretrain.pth --output boxes.txt --video annotated.mp4
+  lorat track seq/img/ --box seq/groundtruth.txt --variant B-224 --weights base.bin \\
+      --backbone dinov2_vitb14_pretrain.pth > boxes.txt
+  lorat track 'seq/img/*.jpg' --box 120,80,60,40 --start 100 --end 199 --weights merged.safetensors
+  lorat track 0 --box 200,150,80,80 --weights merged.safetensors --device cuda   (camera 0; Ctrl-C stops)
+
+output: one line per frame, x,y,w,h,score (0-based x,y): the first line is frame START (the --box,
+score 1), the next one frame START+1, and so on.
+Ctrl-C stops cleanly: the lines and video frames written so far are kept (exit code 130)."""
+
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+
+
+def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
+    """--variant/--weights/--backbone (and --device/--precision): shared with ``lorat export``."""
+    p.add_argument("--variant", metavar="V",
+                   help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file "
+                        "(not needed when --weights is a merged export from `lorat export`)")
+    p.add_argument("--weights", metavar="W", required=True,
+                   help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
+    p.add_argument("--backbone", metavar="B",
+                   help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
+                        "without it timm downloads the backbone")
+    if runtime:
+        p.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: cuda if available, "
+                                                     "then mps, then cpu)")
+        p.add_argument("--precision", metavar="P", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), "
+                            "fp32, fp16 or bf16")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("track", help="track one object in a video, a folder of frames or a camera",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SOURCE",
+                   help="a video file (anything OpenCV reads), a folder of frames, a quoted glob such as "
+                        "'img/*.jpg', a camera index (0) or a stream URL")
+    p.add_argument("--box", required=True, metavar="X,Y,W,H",
+                   help="the object in frame START: 0-based x,y,w,h (commas, spaces or tabs), or a "
+                        "ground-truth file whose first line is used; a negative x needs --box=-3,10,50,40")
+    add_model_arguments(p)
+    p.add_argument("--start", type=int, default=0, metavar="N",
+                   help="first frame, 0-based (default 0): the frame the --box is in")
+    p.add_argument("--end", type=int, default=None, metavar="N",
+                   help="last frame, 0-based and INCLUSIVE (default: the last frame; live sources run until "
+                        "--end or Ctrl-C)")
+    p.add_argument("--output", "-o", metavar="boxes.txt",
+                   help="where to write the boxes (default: standard output)")
+    p.add_argument("--video", metavar="annotated.mp4",
+                   help=f"also write the frames with the box and score drawn ({', '.join(VIDEO_CODECS)})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------------------------ the box
+
+def parse_box(text: str) -> List[float]:
+    """``--box``: "x,y,w,h" (commas, spaces, tabs) or a ground-truth file (first non-empty line).
+
+    An 8-number line (a VOT polygon) becomes its axis-aligned bounding box. Values are used as given:
+    no +-1 shift (LaSOT/GOT-10k/OTB annotations are used as stored by every toolkit, too).
+    """
+    where = f"--box {text!r}"
+    if os.path.isdir(text):
+        raise UsageError(f"--box {text} is a folder: pass x,y,w,h or a ground-truth file")
+    if os.path.isfile(text):
+        where = f"--box file {text}"
+        try:
+            with open(text, encoding="utf-8", errors="replace") as f:
+                line = next((ln.strip() for ln in f if ln.strip()), None)
+        except OSError as e:
+            raise UsageError(f"cannot read --box file {text}: {e.strerror}") from None
+        if line is None:
+            raise UsageError(f"--box file {text} is empty")
+    else:
+        line = text
+    parts = [p for p in re.split(r"[,;\s]+", line.strip()) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        if where.startswith("--box file"):
+            raise UsageError(f"{where}: first line {line[:60]!r} is not x,y,w,h numbers") from None
+        looks_like_path = os.sep in text or "/" in text or text.lower().endswith((".txt", ".csv"))
+        if looks_like_path:
+            raise UsageError(f"--box file {text} does not exist") from None
+        raise UsageError(f"{where} is neither x,y,w,h (4 numbers separated by commas, spaces or tabs) nor "
+                         "an existing ground-truth file") from None
+    if len(values) == 8:  # VOT polygon x1,y1,...,x4,y4
+        xs, ys = values[0::2], values[1::2]
+        values = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    if len(values) != 4:
+        raise UsageError(f"{where} has {len(values)} numbers; expected 4: x,y,w,h")
+    return values
+
+
+# ------------------------------------------------------------------------------------------- output
+
+def format_line(box, score: float) -> str:
+    x, y, w, h = (float(v) for v in box)
+    return f"{x:.3f},{y:.3f},{w:.3f},{h:.3f},{score:.4f}"
+
+
+def draw_box(rgb: np.ndarray, box, score: float, index: int) -> np.ndarray:
+    """A BGR copy of ``rgb`` with the box (nearest integer corners), the score and the frame index."""
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    height, width = bgr.shape[:2]
+    thick = max(2, round(min(width, height) / 300))
+    x, y, w, h = (float(v) for v in box)
+    x1, y1, x2, y2 = (int(np.floor(v + 0.5)) for v in (x, y, x + w, y + h))
+    color = (0, 255, 0)
+    cv2.rectangle(bgr, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), color, thick)  # pt2 is inclusive
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(width, height) / 600)
+    cv2.putText(bgr, f"{score:.2f}", (x1, max(y1 - 4, int(14 * scale / 0.4))), font, scale, color, 1,
+                cv2.LINE_AA)
+    cv2.putText(bgr, f"#{index}", (4, int(16 * scale / 0.4)), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return bgr
+
+
+def video_codec(path: str) -> str:
+    """The fourcc for --video's extension (mp4v for .mp4, MJPG for .avi, ...)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in VIDEO_CODECS:
+        raise UsageError(f"--video {path}: unsupported extension {ext or '(none)'}; use one of "
+                         f"{', '.join(VIDEO_CODECS)}")
+    return VIDEO_CODECS[ext]
+
+
+class VideoOutput:
+    """cv2.VideoWriter with the codec picked from the file extension."""
+
+    def __init__(self, path: str, fps: float, size_wh):
+        import cv2
+
+        codec = video_codec(path)
+        _make_parent(path, "--video")
+        self.path, self.size_wh = path, tuple(size_wh)
+        self.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, self.size_wh)
+        if not self.writer.isOpened():
+            raise UsageError(f"cannot write video {path}: OpenCV has no {codec} encoder here - try .avi")
+        self.frames = 0
+
+    def write(self, bgr: np.ndarray) -> None:
+        import cv2
+
+        if (bgr.shape[1], bgr.shape[0]) != self.size_wh:
+            bgr = cv2.resize(bgr, self.size_wh, interpolation=cv2.INTER_AREA)
+        self.writer.write(bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+def _make_parent(path: str, option: str) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a folder: pass a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot create {parent} ({e.strerror})") from None
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..config import load_config
+    from ..tracker import LoRATTracker, validate_box
+    from ..video import open_source
+
+    start, end = args.start, args.end
+    if start < 0:
+        raise UsageError(f"--start {start} is negative: frames are numbered from 0")
+    if end is not None and end < start:
+        raise UsageError(f"--end {end} is before --start {start} (--end is inclusive)")
+    box = parse_box(args.box)
+    if args.variant is not None:
+        load_config(args.variant)  # an unknown variant fails now, not after reading the video
+    if args.video:
+        video_codec(args.video)
+
+    source = open_source(args.source)
+    out_file = video = bar = None
+    previous_showwarning = warnings.showwarning
+    try:
+        n = source.num_frames
+        if n is not None and start >= n:
+            raise UsageError(f"--start {start} is beyond the end of {args.source}: it has {n} frames "
+                             f"(0..{n - 1})")
+        frames = source.frames(start, end)
+        first = next(frames, None)
+        if first is None:
+            if start > 0:
+                raise UsageError(f"--start {start} is beyond the end of {args.source}")
+            raise UsageError(f"{args.source} has no frame OpenCV can decode")
+        index, image = first
+        height, width = image.shape[:2]
+        validate_box(box, (width, height))  # InvalidBoxError before the (slow) model load
+
+        tracker = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
+                                               device=args.device, precision=args.precision)
+        if args.output:
+            _make_parent(args.output, "--output")
+            out_file = open(args.output, "w", encoding="utf-8")
+        if args.video:
+            video = VideoOutput(args.video, source.fps or 30.0, (width, height))
+
+        last = None if end is None else end
+        if n is not None:
+            last = n - 1 if last is None else min(last, n - 1)
+        total = None if last is None else last - start + 1
+        bar = tqdm(total=total, unit="frame", desc="lorat track", file=sys.stderr, dynamic_ncols=True,
+                   mininterval=0.5, disable=args.no_progress)
+
+        def emit(line: str) -> None:
+            if out_file is not None:
+                out_file.write(line + "\n")
+                out_file.flush()  # so Ctrl-C or a crash keeps every finished frame
+            else:
+                bar.write(line, file=sys.stdout)
+                sys.stdout.flush()
+
+        def show_warning(message, category, *_args, **_kwargs):  # one line, under the progress bar
+            bar.write(f"lorat track: warning: {message}", file=sys.stderr)
+
+        done, first_index, last_index, interrupted, pipe_closed = 0, index, index, False, False
+        t0 = time.perf_counter()
+        try:
+            warnings.showwarning = show_warning
+            tracker.initialize(image, box)
+            pred_box, score = np.asarray(box, dtype=np.float64), 1.0
+            while True:
+                emit(format_line(pred_box, score))
+                if video is not None:
+                    video.write(draw_box(image, pred_box, score, index))
+                done, last_index = done + 1, index
+                bar.update(1)
+                nxt = next(frames, None)
+                if nxt is None:
+                    break
+                index, image = nxt
+                pred_box, score = tracker.track(image)
+        except KeyboardInterrupt:
+            interrupted = True
+        except BrokenPipeError:
+            # `lorat track ... | head`: the reader has gone; stop quietly like other command-line tools.
+            pipe_closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
+            warnings.showwarning = previous_showwarning
+        elapsed = time.perf_counter() - t0
+    finally:
+        if bar is not None:
+            bar.close()
+        if out_file is not None:
+            out_file.close()
+        if video is not None:
+            video.close()
+        source.close()
+
+    fps = done / elapsed if elapsed > 0 else float("inf")
+    outputs = [f"boxes -> {args.output}" if args.output else "boxes -> stdout"]
+    if video is not None:
+        outputs.append(f"video -> {args.video} ({video.frames} frames)")
+    if pipe_closed:
+        return 0
+    status = "interrupted: kept " if interrupted else ""
+    print(f"lorat track: {status}{done} frames ({first_index}..{last_index}) in {elapsed:.1f} s, "
+          f"{fps:.1f} fps mean; {'; '.join(outputs)}", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted else 0
