@@ -125,7 +125,11 @@ class LoRATModel(nn.Module):
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.norm(tokens)
-        return self.head(tokens[:, z_tok.shape[1]:])
+        # .contiguous(): for B > 1 the search-token slice is a strided view, and F.linear on a strided
+        # 3-D input takes a matmul path whose float32 sums differ in the last bit from the batch-1
+        # (contiguous) path; copying makes every row of a batched forward bit-identical to a batch-1
+        # forward (batched evaluation == sequential). A no-op at B = 1, so single-target results are unchanged.
+        return self.head(tokens[:, z_tok.shape[1]:].contiguous())
 
 
 def resize_pos_embed(pretrained: torch.Tensor, grid: int, pretrained_grid: int) -> torch.Tensor:
