@@ -1,15 +1,25 @@
 """Shared fixtures: the bundled test-size models (official file formats, random weights)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+# One intra-op thread per process: the suite runs tracker subprocesses (VOT, torchrun, CLI) next to
+# pytest on a 2-core machine, and OpenMP threads of processes competing for the same cores spin
+# and wait for each other (measured: a tiny-model frame went from ~8 ms to ~850 ms).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # so tests can `import synthetic`
 
+import torch  # noqa: E402
+
 from lorat_tracker.selftest import DATA_DIR  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 FIXTURES = TESTS_DIR / "fixtures"
 

@@ -94,7 +94,9 @@ def test_crop_worked_example_border_is_anisotropic_and_padded():
     # Output rectangle O = (55, 74, 224, 224): padding outside it, image inside.
     assert torch.equal(crop[:, :74, :], torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1).expand(3, 74, 224))
     assert torch.equal(crop[:, 74:, :55], torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1).expand(3, 150, 55))
-    assert torch.all(crop[:, 74:, 55:] == 200)
+    # Inside O the (constant) image: bilinear weights are not exact in every torch kernel (the
+    # single-thread path gives 199.99998), so compare to float precision, not bit for bit.
+    torch.testing.assert_close(crop[:, 74:, 55:], torch.full((3, 150, 169), 200.0), rtol=0, atol=1e-3)
 
 
 def test_selftest_command_passes():

@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
     p.add_argument("--sequences", metavar="A,B,...", help="only these sequences (comma-separated names)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="track N sequences in lockstep through one batched forward per step (boxes identical "
+                        "to N = 1; the big lever on a GPU, a small gain on a CPU); default 1")
     p.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                    help="other trackers' result folders for this benchmark (one <seq>.txt a sequence, or the "
                         "GOT-10k <seq>/<seq>_001.txt layout), scored and plotted on the same axes")
@@ -69,11 +72,13 @@ def add_parser(sub) -> None:
 # Kept apart so a batched runner (--batch-size N: several sequences in lockstep through
 # LoRATTracker.step) can replace track_sequence alone and call write_results as each one finishes.
 
-def remaining_sequences(bench, tracker_name: str) -> Tuple[List[str], List[str]]:
-    """(done, remaining): sequences that already have a result file, and those still to track."""
-    done = [s for s in bench.sequences if bench.is_done(tracker_name, s)]
+def remaining_sequences(bench, tracker_name: str, sequences: Optional[List[str]] = None
+                        ) -> Tuple[List[str], List[str]]:
+    """(done, remaining) among ``sequences`` (default all): with a result file, and still to track."""
+    sequences = bench.sequences if sequences is None else sequences
+    done = [s for s in sequences if bench.is_done(tracker_name, s)]
     finished = set(done)
-    return done, [s for s in bench.sequences if s not in finished]
+    return done, [s for s in sequences if s not in finished]
 
 
 def track_sequence(tracker, bench, seq_name: str):
@@ -85,6 +90,33 @@ def track_sequence(tracker, bench, seq_name: str):
 def write_results(bench, tracker_name: str, seq_name: str, boxes, times) -> None:
     """Write one sequence's result files atomically, in the benchmark's format."""
     bench.write(tracker_name, seq_name, boxes, times)
+
+
+def track_batched(tracker, bench, tracker_name: str, seq_names: List[str], batch_size: int, on_done) -> None:
+    """Track ``seq_names`` ``batch_size`` at a time in lockstep; write each one's files as it finishes."""
+    from ..batched import SequenceJob, run_batched
+
+    jobs = []
+    for seq_name in seq_names:
+        img_files, anno = bench.load(seq_name)
+        jobs.append(SequenceJob(seq_name, list(img_files), bench.init_box(anno)))
+
+    def finished(result):
+        write_results(bench, tracker_name, result.name, result.boxes, result.times)
+        on_done(result.name)
+
+    run_batched(tracker.lorat, jobs, batch_size=batch_size, callback=finished, read_frame=_read_like_got10k)
+
+
+def _read_like_got10k(path):
+    """Decode a frame exactly as got10k's Tracker.track does (PIL, converted to RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(path)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)
 
 
 # ---------------------------------------------------------------- the command
@@ -104,21 +136,39 @@ def run(args) -> int:
         raise UsageError(f"--compare folder {compare[name]} has the same name as this tracker ({name}) - "
                          "pass --name to tell them apart")
 
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
     if compare and not bench.has_ground_truth:
         raise UsageError(f"--compare needs ground truth, and {bench.title}'s is withheld (its evaluation server "
                          "scores the submissions) - drop --compare")
-    done, remaining = remaining_sequences(bench, name)
+    from .. import distributed
+
+    # Under torchrun every rank takes its fixed share of *all* sequences before looking at what is
+    # done, so a fast rank writing results cannot shift another rank's share.
+    distributed.init(args.device or ("cuda" if _cuda_available() else "cpu"))
+    rank, world = distributed.rank_and_world()
+    mine = distributed.shard(bench.sequences) if world > 1 else bench.sequences
+    done, remaining = remaining_sequences(bench, name, mine)
     where = os.path.join(bench.result_dir, name)
-    print(f"{bench.title}: {len(bench.sequences)} sequences; {len(done)} sequences already done, "
+    who = f"rank {rank}/{world}: {len(mine)} of " if world > 1 else ""
+    print(f"{bench.title}: {who}{len(bench.sequences)} sequences; {len(done)} sequences already done, "
           f"{len(remaining)} to track (results in {where})")
-    if key == "lasot" and len(bench.sequences) < 280 and not sequences:
+    if key == "lasot" and len(bench.sequences) < 280 and not sequences and rank == 0:
         print(f"note: only {len(bench.sequences)} of the 280 LaSOT test sequences are under {args.root}",
               file=sys.stderr)
     scores = {s: bench.sequence_score(name, s) for s in done}
-    if remaining:
-        tracker = _load_tracker(args, name, bench_module)
-        _track_all(tracker, bench, name, remaining, scores)
+    try:
+        if remaining:
+            if world > 1 and args.device:
+                args.device = str(distributed.device_for_rank(args.device))
+            tracker = _load_tracker(args, name, bench_module)
+            _track_all(tracker, bench, name, remaining, scores, args.batch_size, show=rank == 0)
+        distributed.barrier()
+    finally:
+        distributed.cleanup()  # a no-op for a single process
+    if rank != 0:
+        return 0  # rank 0 analyses the shared results
 
     if not bench.has_ground_truth:
         bench.report([name])
@@ -138,21 +188,33 @@ def run(args) -> int:
     return 0
 
 
-def _track_all(tracker, bench, name: str, remaining: List[str], scores: Dict[str, Optional[float]]) -> None:
+def _track_all(tracker, bench, name: str, remaining: List[str], scores: Dict[str, Optional[float]],
+               batch_size: int = 1, show: bool = True) -> None:
     from tqdm import tqdm
 
     finished = 0
-    bar = tqdm(total=len(bench.sequences), initial=len(scores), desc=bench.title, unit="seq", dynamic_ncols=True)
+    total = len(scores) + len(remaining)
+    bar = tqdm(total=total, initial=len(scores), desc=bench.title, unit="seq", dynamic_ncols=True,
+               disable=not show)
+
+    def done(seq_name):
+        nonlocal finished
+        finished += 1
+        scores[seq_name] = bench.sequence_score(name, seq_name)
+        bar.update(1)
+        _show_score(bar, bench, scores)
+
     try:
         _show_score(bar, bench, scores)
-        for seq_name in remaining:
-            bar.set_description(f"{bench.title} {seq_name}")
-            boxes, times = track_sequence(tracker, bench, seq_name)
-            write_results(bench, name, seq_name, boxes, times)
-            finished += 1
-            scores[seq_name] = bench.sequence_score(name, seq_name)
-            bar.update(1)
-            _show_score(bar, bench, scores)
+        if batch_size > 1:
+            bar.set_description(f"{bench.title} (batches of {batch_size})")
+            track_batched(tracker, bench, name, remaining, batch_size, done)
+        else:
+            for seq_name in remaining:
+                bar.set_description(f"{bench.title} {seq_name}")
+                boxes, times = track_sequence(tracker, bench, seq_name)
+                write_results(bench, name, seq_name, boxes, times)
+                done(seq_name)
         bar.set_description(bench.title)
     except KeyboardInterrupt:
         bar.close()
@@ -179,6 +241,12 @@ def _print_table(bench, table: Dict[str, Dict[str, float]], count: int) -> None:
                  for c in columns]
         print("  ".join([name.ljust(width)] + cells))
     print()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _import_integration():
