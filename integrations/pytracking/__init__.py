@@ -12,6 +12,6 @@ or copy ``templates/pytracking/{tracker,parameter}/lorat`` into a visionml/pytra
 pytracking itself is never imported here (it is not pip-installable; PyPI's ``pytracking`` is another project).
 """
 from .install import TEMPLATES, install_templates
-from .tracker import LoRATPytracking, TrackerParams, lorat_params
+from .tracker import LoRATPytracking, TrackerParams, lorat_params, params_from_env
 
-__all__ = ["LoRATPytracking", "TrackerParams", "lorat_params", "install_templates", "TEMPLATES"]
+__all__ = ["LoRATPytracking", "TrackerParams", "lorat_params", "params_from_env", "install_templates", "TEMPLATES"]

@@ -17,6 +17,7 @@ with ``copy.deepcopy`` share one loaded network.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Mapping
 from typing import Optional
@@ -55,6 +56,15 @@ def lorat_params(variant, weights=None, backbone=None, device=None, precision: s
     """A parameter object with the fields this tracker reads, plus pytracking's usual debug flags."""
     return TrackerParams(debug=0, visualization=False, variant=variant, weights=weights, backbone=backbone,
                          device=device, precision=precision)
+
+
+def params_from_env(variant, weights: str) -> TrackerParams:
+    """The body of the parameter files copied into pytracking: LORAT_WEIGHTS / LORAT_BACKBONE /
+    LORAT_DEVICE override the given weights file name, no backbone (timm fetches DINOv2) and the
+    best device; precision "auto" is fp16 autocast on CUDA, as the official evaluation."""
+    return lorat_params(variant, weights=os.environ.get("LORAT_WEIGHTS", weights),
+                        backbone=os.environ.get("LORAT_BACKBONE") or None,
+                        device=os.environ.get("LORAT_DEVICE") or None)
 
 
 class LoRATPytracking:

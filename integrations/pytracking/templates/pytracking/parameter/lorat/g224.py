@@ -1,21 +1,10 @@
 """LoRAT-g-224: the released giant.bin on the DINOv2 dinov2_vitg14_pretrain.pth.
 
-Edit the paths below, or set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE. Without a backbone file
-timm downloads the DINOv2 weights on first use. Or point LORAT_WEIGHTS at a merged export made by
-`lorat export` (then no backbone is needed).
+Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE, or edit the defaults below. Without a backbone
+file timm downloads the DINOv2 weights on first use; a merged export made by `lorat export` needs none.
 """
-import os
-
-from integrations.pytracking import TrackerParams
+from integrations.pytracking import params_from_env
 
 
 def parameters():
-    params = TrackerParams()
-    params.debug = 0
-    params.visualization = False
-    params.variant = "g-224"
-    params.weights = os.environ.get("LORAT_WEIGHTS", "giant.bin")
-    params.backbone = os.environ.get("LORAT_BACKBONE") or None   # e.g. "dinov2_vitg14_pretrain.pth"
-    params.device = os.environ.get("LORAT_DEVICE") or None       # None: cuda if available, else cpu
-    params.precision = "auto"                                     # fp16 autocast on CUDA, as the official evaluation
-    return params
+    return params_from_env("g-224", weights="giant.bin")
