@@ -29,7 +29,11 @@ def _register_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lorat vot register",
         description="Write (or update) the LoRAT entry of a VOT workspace's trackers.ini, keeping the other "
-                    "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT.")
+                    "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  lorat vot register --workspace vot-ws --variant B-224 --weights base.bin \\\n"
+               "      --backbone dinov2_vitb14_pretrain.pth --name LoRAT_B224 --device cuda\n"
+               "  vot evaluate --workspace vot-ws LoRAT_B224")
     p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
     p.add_argument("--variant", help="B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML path "
                                      "(omit only for a merged export from `lorat export`)")
@@ -53,7 +57,10 @@ def _workspace_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lorat vot workspace",
         description="Create a VOT workspace that runs offline: your sequences (linked, not copied) or "
-                    "synthetic demo sequences, list.txt, config.yaml for STACK and an empty trackers.ini.")
+                    "synthetic demo sequences, list.txt, config.yaml for STACK and an empty trackers.ini.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  lorat vot workspace --workspace vot-demo --stack tests/multiobject --demo 2\n"
+               "  lorat vot workspace --workspace vot-ws --stack vot2022/shorttermbox --sequences data/vot2022stb")
     p.add_argument("--workspace", required=True, help="new workspace directory")
     p.add_argument("--stack", required=True,
                    help="bundled stack (vot2022/shorttermbox, tests/multiobject, vots2024/main, ...) or a YAML file")
