@@ -33,18 +33,9 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .tracker import LoRATTracker, Target
+from .video import read_rgb  # the default frame reader
 
 FrameSource = Union[Sequence, Callable[[int], np.ndarray]]
-
-
-def read_rgb(path) -> np.ndarray:
-    """Default frame reader: OpenCV decode, BGR -> RGB (what ``lorat selftest`` uses)."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
+
+from .video import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"
 TOLERANCE_PX = 1e-3
@@ -34,13 +35,6 @@ class ReferenceCase:
     @property
     def backbone(self) -> Path:
         return DATA_DIR / self.model / "backbone.pth"
-
-
-def read_rgb(path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def reference_cases() -> Iterator[ReferenceCase]:

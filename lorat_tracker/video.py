@@ -25,6 +25,15 @@ def _natural_key(path: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", os.path.basename(path))]
 
 
+def read_rgb(path) -> np.ndarray:
+    """One image file as an RGB uint8 (H, W, 3) array: OpenCV decode, BGR -> RGB (what ``lorat selftest``
+    and the batched runner read frames with)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
     if bgr.ndim == 2:
         return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)

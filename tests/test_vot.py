@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -22,6 +21,7 @@ pytest.importorskip("vot")
 from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
 
 from integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
+from lorat_tracker.video import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
 
 REPO = Path(__file__).resolve().parent.parent
 ID = "LoRAT_tiny"
@@ -66,10 +66,6 @@ def read_results(path: Path):
 
 def kind(region) -> str:
     return type(region).__name__  # vot.region.Special / Rectangle / Mask
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def frame_paths(seq_dir: Path):
