@@ -148,6 +148,11 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def check_compile_mode(compile) -> None:
+    if compile not in COMPILE_MODES:
+        raise ConfigError(f"unknown compile mode {compile!r}: use False, True, 'cudagraph' or 'inductor'")
+
+
 class LoRATTracker:
     """Stateful single-target wrapper plus a batched multi-target ``step``."""
 
@@ -181,8 +186,7 @@ class LoRATTracker:
 
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
-        if compile not in COMPILE_MODES:
-            raise ConfigError(f"unknown compile mode {compile!r}: use False, True, 'cudagraph' or 'inductor'")
+        check_compile_mode(compile)
         return cls(build_model(variant, weights=weights, backbone=backbone, device=dev), dev, precision,
                    compile=compile)
 
@@ -266,8 +270,7 @@ class LoRATTracker:
         return (crops / 255.0 - self._mean) / self._std
 
     def _make_forward(self, compile):
-        if compile not in COMPILE_MODES:
-            raise ConfigError(f"unknown compile mode {compile!r}: use False, True, 'cudagraph' or 'inductor'")
+        check_compile_mode(compile)
         if not compile:
             return self.model
         if self.device.type != "cuda":
@@ -345,10 +348,10 @@ class CudaGraphForward:
         self._failed = False
 
     def __call__(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor):
-        key = (tuple(z.shape), tuple(x.shape), tuple(mask.shape), z.dtype, x.dtype)
-        entry = self._graphs.get(key)
         if self._failed:
             return self.model(z, x, mask)
+        key = (tuple(z.shape), tuple(x.shape), tuple(mask.shape), z.dtype, x.dtype)
+        entry = self._graphs.get(key)
         if entry is None:
             try:
                 entry = self._graphs[key] = self._capture(z, x, mask)

@@ -92,10 +92,9 @@ class LoRATPytracking:
         """Load the network once (pytracking calls this before VOT/video runs; ``initialize`` does too)."""
         if self._tracker is None:
             p = self.params
-            extra = {"compile": p.get("compile")} if p.get("compile", False) else {}
             self._tracker = LoRATTracker.from_pretrained(
                 p.get("variant", None), weights=p.get("weights"), backbone=p.get("backbone", None),
-                device=p.get("device", None), precision=p.get("precision", "auto"), **extra)
+                device=p.get("device", None), precision=p.get("precision", "auto"), compile=p.get("compile", False))
 
     def predicts_segmentation_mask(self) -> bool:
         return False

@@ -139,7 +139,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
              multiobject: str = "auto", check: bool = True, log=print) -> str:
     """Validate, then write the trackers.ini entry; returns the tracker identifier."""
     from lorat_tracker.config import load_config
-    from lorat_tracker.tracker import PRECISIONS, resolve_device, resolve_precision
+    from lorat_tracker.tracker import resolve_device, resolve_precision
 
     workspace = Path(workspace).expanduser().resolve()
     config = load_workspace_config(workspace)
@@ -162,10 +162,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
         if not backbone.is_file():
             raise WeightsNotFoundError(f"backbone file {backbone} does not exist - pass the DINOv2 file with "
                                        "--backbone, or leave it out if the weights carry the backbone")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    dev = resolve_device(device)
-    resolve_precision(precision, dev)
+    resolve_precision(precision, resolve_device(device))  # unknown precision or device -> ConfigError
     if timeout < 1:
         raise ConfigError(f"--timeout must be at least 1 second, got {timeout}")
 
