@@ -22,10 +22,10 @@ compat.apply()
 from .benchmarks import BENCHMARKS, Benchmark  # noqa: E402
 from .experiments import (ExperimentLaSOT, ExperimentLaSOTExtension, ExperimentOPE, ExperimentTNL2K,  # noqa: E402
                           ExperimentTrackingNet, normalized_center_error)
-from .tracker import LoRATGot10kTracker  # noqa: E402
+from .tracker import LoRATGot10kTracker, read_image  # noqa: E402
 
 apply_compat = compat.apply
 
 __all__ = ["LoRATGot10kTracker", "ExperimentLaSOT", "ExperimentLaSOTExtension", "ExperimentTNL2K",
            "ExperimentTrackingNet", "ExperimentOPE", "Benchmark", "BENCHMARKS", "apply_compat",
-           "normalized_center_error"]
+           "normalized_center_error", "read_image"]

@@ -39,16 +39,22 @@ class LoRATGot10kTracker(Tracker):
         self.last_score = None
 
     def init(self, image, box):
-        self.lorat.initialize(_as_array(image), np.asarray(box, dtype=np.float64))
+        # np.asarray of the PIL RGB image the toolkit passes (read-only; the core copies those once)
+        self.lorat.initialize(np.asarray(image), np.asarray(box, dtype=np.float64))
         self.last_score = 1.0
 
     def update(self, image):
-        prediction = self.lorat.track(_as_array(image))
+        prediction = self.lorat.track(np.asarray(image))
         self.last_score = prediction.score
         return prediction.box
 
 
-def _as_array(image) -> np.ndarray:
-    """PIL RGB (what the toolkit passes) -> (H, W, 3) uint8 RGB; writable, as torch.from_numpy wants."""
-    array = np.asarray(image)
-    return array if array.flags.writeable else array.copy()
+def read_image(path) -> np.ndarray:
+    """A frame decoded exactly as got10k's ``Tracker.track`` decodes it (PIL, converted to RGB), as an
+    array: what a runner that reads frames itself (batched evaluation) must use to get the same boxes."""
+    from PIL import Image
+
+    image = Image.open(path)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)

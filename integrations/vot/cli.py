@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
 
 
 def _register_parser() -> argparse.ArgumentParser:
+    from lorat_tracker.cli import add_model_arguments
+
     from .registration import DEFAULT_TIMEOUT_S
 
     p = argparse.ArgumentParser(
@@ -35,13 +37,8 @@ def _register_parser() -> argparse.ArgumentParser:
                "      --backbone dinov2_vitb14_pretrain.pth --name LoRAT_B224 --device cuda\n"
                "  vot evaluate --workspace vot-ws LoRAT_B224")
     p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
-    p.add_argument("--variant", help="B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML path "
-                                     "(omit only for a merged export from `lorat export`)")
-    p.add_argument("--weights", required=True, help="LoRAT weights (.bin, .safetensors or a merged export)")
-    p.add_argument("--backbone", help="DINOv2 backbone file, when the weights need one")
+    add_model_arguments(p)  # --variant --weights --backbone --device --precision, as in `lorat track`
     p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best one at run time)")
-    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16, bf16")
     p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}; model "
                         "loading happens before the handshake and is not counted)")

@@ -30,6 +30,27 @@ class UsageError(Exception):
     """A user mistake found by a subcommand: printed as one line, exit code 2."""
 
 
+def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
+    """--variant/--weights/--backbone and, with ``runtime``, --device/--precision: the same options,
+    help and checks for every subcommand that loads a model (track, eval, export, vot register)."""
+    from ..tracker import PRECISIONS
+
+    p.add_argument("--variant", metavar="V",
+                   help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file "
+                        "(not needed when --weights is a merged export from `lorat export`)")
+    p.add_argument("--weights", metavar="W", required=True,
+                   help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
+    p.add_argument("--backbone", metavar="B",
+                   help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
+                        "without it timm downloads the backbone")
+    if runtime:
+        p.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: cuda if available, "
+                                                     "then mps, then cpu)")
+        p.add_argument("--precision", metavar="P", default="auto", choices=PRECISIONS,
+                       help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), "
+                            "fp32, fp16 or bf16")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lorat", description="LoRAT visual object tracker: track videos, run benchmarks, manage weights.",

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from . import UsageError
+from . import UsageError, add_model_arguments
 
 BENCHMARK_HELP = """benchmarks (BENCHMARK) and the --root layout each expects:
   got10k-val    ROOT/val/list.txt, ROOT/val/<seq>/{00000001.jpg..., groundtruth.txt, meta_info.ini, cover.label...}
@@ -42,19 +42,12 @@ Run it again to resume: sequences with a result file are not tracked again (dele
 
 
 def add_parser(sub) -> None:
-    from ..tracker import PRECISIONS
-
     p = sub.add_parser("eval", help="run a benchmark (GOT-10k, LaSOT, TrackingNet, OTB, ...) and report its scores",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", metavar="BENCHMARK", help="got10k-val, got10k-test, lasot, lasot-ext, trackingnet, "
                                                           "tnl2k, otb, uav123 or nfs (layouts below)")
     p.add_argument("--root", required=True, metavar="DIR", help="the dataset's root folder")
-    p.add_argument("--variant", help="model variant (B-224, L-378, ..., or a YAML file); omit for a merged export")
-    p.add_argument("--weights", required=True, metavar="FILE", help="LoRAT weights (.bin, .safetensors or an export)")
-    p.add_argument("--backbone", metavar="FILE", help="the DINOv2 backbone file the weights need")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda if available, else cpu)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 on CPU)")
+    add_model_arguments(p)
     p.add_argument("--name", help="tracker name: the results/report folder (default: the variant name)")
     p.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
@@ -69,8 +62,8 @@ def add_parser(sub) -> None:
 
 
 # ---------------------------------------------------------------- the per-sequence loop, in parts
-# Kept apart so a batched runner (--batch-size N: several sequences in lockstep through
-# LoRATTracker.step) can replace track_sequence alone and call write_results as each one finishes.
+# One sequence at a time (track_sequence, then Benchmark.write) or several in lockstep through
+# LoRATTracker.step (track_batched, --batch-size N), which writes each sequence as it finishes.
 
 def remaining_sequences(bench, tracker_name: str, sequences: Optional[List[str]] = None
                         ) -> Tuple[List[str], List[str]]:
@@ -87,13 +80,10 @@ def track_sequence(tracker, bench, seq_name: str):
     return tracker.track(img_files, bench.init_box(anno))
 
 
-def write_results(bench, tracker_name: str, seq_name: str, boxes, times) -> None:
-    """Write one sequence's result files atomically, in the benchmark's format."""
-    bench.write(tracker_name, seq_name, boxes, times)
-
-
 def track_batched(tracker, bench, tracker_name: str, seq_names: List[str], batch_size: int, on_done) -> None:
     """Track ``seq_names`` ``batch_size`` at a time in lockstep; write each one's files as it finishes."""
+    from integrations.got10k import read_image  # decodes exactly as the toolkit's Tracker.track
+
     from ..batched import SequenceJob, run_batched
 
     jobs = []
@@ -102,21 +92,10 @@ def track_batched(tracker, bench, tracker_name: str, seq_names: List[str], batch
         jobs.append(SequenceJob(seq_name, list(img_files), bench.init_box(anno)))
 
     def finished(result):
-        write_results(bench, tracker_name, result.name, result.boxes, result.times)
+        bench.write(tracker_name, result.name, result.boxes, result.times)
         on_done(result.name)
 
-    run_batched(tracker.lorat, jobs, batch_size=batch_size, callback=finished, read_frame=_read_like_got10k)
-
-
-def _read_like_got10k(path):
-    """Decode a frame exactly as got10k's Tracker.track does (PIL, converted to RGB)."""
-    import numpy as np
-    from PIL import Image
-
-    image = Image.open(path)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.array(image)
+    run_batched(tracker.lorat, jobs, batch_size=batch_size, callback=finished, read_frame=read_image)
 
 
 # ---------------------------------------------------------------- the command
@@ -213,7 +192,7 @@ def _track_all(tracker, bench, name: str, remaining: List[str], scores: Dict[str
             for seq_name in remaining:
                 bar.set_description(f"{bench.title} {seq_name}")
                 boxes, times = track_sequence(tracker, bench, seq_name)
-                write_results(bench, name, seq_name, boxes, times)
+                bench.write(name, seq_name, boxes, times)
                 done(seq_name)
         bar.set_description(bench.title)
     except KeyboardInterrupt:

@@ -13,8 +13,7 @@ import json
 import os
 import time
 
-from . import UsageError
-from .track import add_model_arguments
+from . import UsageError, add_model_arguments
 
 EXPORT_EPILOG = """\
 example:

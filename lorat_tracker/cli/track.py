@@ -15,7 +15,7 @@ from typing import List
 
 import numpy as np
 
-from . import EXIT_INTERRUPTED, UsageError
+from . import EXIT_INTERRUPTED, UsageError, add_model_arguments
 
 EPILOG = """\
 examples:
@@ -31,24 +31,6 @@ score 1), the next one frame START+1, and so on.
 Ctrl-C stops cleanly: the lines and video frames written so far are kept (exit code 130)."""
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
-
-
-def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
-    """--variant/--weights/--backbone (and --device/--precision): shared with ``lorat export``."""
-    p.add_argument("--variant", metavar="V",
-                   help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file "
-                        "(not needed when --weights is a merged export from `lorat export`)")
-    p.add_argument("--weights", metavar="W", required=True,
-                   help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
-    p.add_argument("--backbone", metavar="B",
-                   help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
-                        "without it timm downloads the backbone")
-    if runtime:
-        p.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: cuda if available, "
-                                                     "then mps, then cpu)")
-        p.add_argument("--precision", metavar="P", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                       help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), "
-                            "fp32, fp16 or bf16")
 
 
 def add_parser(sub) -> None:
