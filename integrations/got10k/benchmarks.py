@@ -139,7 +139,7 @@ class Benchmark:
         from got10k.utils.metrics import rect_iou
 
         img_files, anno = self.load(seq_name)
-        boxes = _read_boxes(self.result_file(tracker_name, seq_name), len(anno))
+        boxes = ds.read_result_boxes(self.result_file(tracker_name, seq_name), len(anno))
         if self.kind == "got10k":
             dataset = self.experiment.dataset
             meta = dataset._fetch_meta(os.path.join(dataset.root_dir, dataset.subset, seq_name))
@@ -220,14 +220,6 @@ class Benchmark:
         else:
             atomic_savetxt(os.path.join(scratch, label, f"{seq_name}.txt"), boxes, "%.3f", ",")
             atomic_savetxt(os.path.join(scratch, label, "times", f"{seq_name}_time.txt"), times, "%.8f")
-
-
-def _read_boxes(path: str, length: int) -> np.ndarray:
-    boxes = ds.read_boxes(path)
-    if len(boxes) != length:
-        raise ResultsLayoutError(f"{path} has {len(boxes)} boxes, the sequence has {length} frames - delete it "
-                                 "and run again")
-    return boxes
 
 
 def _build(key: str, root: str, result_dir: str, report_dir: str, sequences):

@@ -46,8 +46,6 @@ def _no_download(self, *args, **kwargs):
 
 
 def _uav123_check_integrity(self, root_dir, version):
-    import os
-
     if not os.path.isdir(root_dir):
         raise FileNotFoundError(f"UAV123 root {root_dir} does not exist")
 

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from lorat_tracker.errors import DatasetLayoutError
+from lorat_tracker.errors import DatasetLayoutError, ResultsLayoutError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -60,13 +60,28 @@ def _images(folder: str) -> List[str]:
     return [os.path.join(folder, f) for f in sorted(files)]
 
 
-def read_boxes(path: str) -> np.ndarray:
-    """An (N, 4) float array from a text file separated by commas, tabs or spaces."""
+def _read_numbers(path: str) -> np.ndarray:
+    """An (N, k) float array from a text file separated by commas, tabs or spaces."""
     with open(path) as f:
         text = f.read().replace(",", " ").replace("\t", " ")
-    boxes = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+    return np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+
+
+def read_boxes(path: str) -> np.ndarray:
+    """An annotation file's (N, 4) boxes (commas, tabs or spaces), or DatasetLayoutError."""
+    boxes = _read_numbers(path)
     if boxes.size and boxes.shape[1] != 4:
         raise DatasetLayoutError(f"{path} has {boxes.shape[1]} numbers a line, expected 4 (x,y,w,h)")
+    return boxes
+
+
+def read_result_boxes(path: str, length: int) -> np.ndarray:
+    """A tracker's result file for a sequence of ``length`` frames: exactly one x,y,w,h line a frame."""
+    boxes = _read_numbers(path)
+    if boxes.shape != (length, 4):
+        raise ResultsLayoutError(f"{path} has {boxes.shape[0]} lines of {boxes.shape[1]} numbers, expected "
+                                 f"{length} lines of x,y,w,h (one a frame) - if it is this tracker's, delete it "
+                                 "and run again")
     return boxes
 
 
@@ -141,17 +156,17 @@ def lasot_official_test_names() -> List[str]:
         return list(json.load(f)["test"])
 
 
-def load_lasot(root: str, subset: str = "test", benchmark: str = "lasot") -> OPESequenceDataset:
+def load_lasot(root: str, subset: str = "test") -> OPESequenceDataset:
     """LaSOT-layout sequences under ``root`` (``ROOT/<class>/<class>-<n>/``; ``ROOT/<name>/`` also found).
 
     ``subset='test'`` keeps the official 280 test sequences present on disk (error if none is);
     ``'all'`` keeps every sequence found (LaSOT-ext, or your own selection).
     """
-    _check_root(benchmark, root)
+    _check_root("lasot", root)
     gt_files = sorted(glob.glob(os.path.join(glob.escape(root), "*", "*", "groundtruth.txt")))
     gt_files += sorted(glob.glob(os.path.join(glob.escape(root), "*", "groundtruth.txt")))
     if not gt_files:
-        raise layout_error(benchmark, root, "ROOT/<class>/<class>-<n>/groundtruth.txt (none found)")
+        raise layout_error("lasot", root, "ROOT/<class>/<class>-<n>/groundtruth.txt (none found)")
     sequences = {}
     for gt in gt_files:
         seq_dir = os.path.dirname(gt)
@@ -160,12 +175,12 @@ def load_lasot(root: str, subset: str = "test", benchmark: str = "lasot") -> OPE
         test = lasot_official_test_names()
         names = [n for n in test if n in sequences]
         if not names:
-            raise layout_error(benchmark, root, f"the sequences of the LaSOT test split (none found, e.g. "
+            raise layout_error("lasot", root, f"the sequences of the LaSOT test split (none found, e.g. "
                                                 f"{os.path.join(root, 'airplane', 'airplane-1')})")
         sequences = {n: sequences[n] for n in names}
     for name, (frames_dir, _, _) in sequences.items():
         if not _images(frames_dir):
-            raise layout_error(benchmark, root, f"{frames_dir}{os.sep}00000001.jpg")
+            raise layout_error("lasot", root, f"{frames_dir}{os.sep}00000001.jpg")
     return OPESequenceDataset(sequences)
 
 

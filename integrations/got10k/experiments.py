@@ -31,7 +31,7 @@ from got10k.utils.metrics import center_error, rect_iou
 from lorat_tracker.cropping import rasterize
 from lorat_tracker.errors import DatasetLayoutError, ResultsLayoutError
 
-from .datasets import OPESequenceDataset, load_lasot, load_tnl2k, load_trackingnet
+from .datasets import OPESequenceDataset, load_lasot, load_tnl2k, load_trackingnet, read_result_boxes
 
 
 def atomic_savetxt(path: str, array, fmt: str, delimiter: str = " ") -> None:
@@ -80,6 +80,10 @@ def select_sequences(available, wanted, benchmark: str, root: str):
             raise DatasetLayoutError(f"sequence {name!r} is not part of {benchmark} under {root} "
                                      f"({len(available)} sequences: {shown})")
     return list(dict.fromkeys(wanted))
+
+
+def _as_json(scores: dict) -> dict:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in scores.items()}
 
 
 class ExperimentOPE(ExperimentOTB):
@@ -161,15 +165,7 @@ class ExperimentOPE(ExperimentOTB):
         if not os.path.isfile(path):
             raise ResultsLayoutError(f"no results for sequence {seq_name} of tracker {tracker_name}: "
                                      f"{path} is missing - run the tracker first")
-        with open(path) as f:
-            text = f.read().replace(",", " ").replace("\t", " ")
-        from io import StringIO
-
-        boxes = np.loadtxt(StringIO(text), dtype=np.float64, ndmin=2)
-        if boxes.shape != (length, 4):
-            raise ResultsLayoutError(f"{path} has {boxes.shape[0]} boxes of {boxes.shape[1]} numbers, "
-                                     f"expected {length} lines of x,y,w,h")
-        return boxes
+        return read_result_boxes(path, length)
 
     def _calc_metrics(self, boxes, anno, visible=None):
         valid = np.all(np.isfinite(anno), axis=1) & (anno[:, 2] > 0) & (anno[:, 3] > 0)
@@ -199,8 +195,10 @@ class ExperimentOPE(ExperimentOTB):
         boxes = self.load_result(tracker_name, seq_name, len(anno))
         boxes[0] = anno[0]
         visible = self.dataset.visible(seq_name) if self.use_visibility else None
-        ious, ce, nce = self._calc_metrics(boxes, anno, visible)
-        succ, prec, nprec = self._calc_curves(ious, ce, nce)
+        return self._scores(*self._calc_curves(*self._calc_metrics(boxes, anno, visible)))
+
+    def _scores(self, succ, prec, nprec) -> dict:
+        """The three curves and the scores read off them (performance.json's keys, in its order)."""
         return {"success_curve": succ, "precision_curve": prec, "normalized_precision_curve": nprec,
                 "success_score": float(np.mean(succ)), "precision_score": float(prec[20]),
                 "normalized_precision_score": float(nprec[20]), "success_rate": float(succ[self.nbins_iou // 2])}
@@ -229,21 +227,11 @@ class ExperimentOPE(ExperimentOTB):
                 speed = self._speed(name, seq_name)
                 curves.append((m["success_curve"], m["precision_curve"], m["normalized_precision_curve"]))
                 speeds.append(speed)
-                seq_wise[seq_name] = {
-                    "success_curve": m["success_curve"].tolist(),
-                    "precision_curve": m["precision_curve"].tolist(),
-                    "normalized_precision_curve": m["normalized_precision_curve"].tolist(),
-                    "success_score": m["success_score"], "precision_score": m["precision_score"],
-                    "normalized_precision_score": m["normalized_precision_score"],
-                    "success_rate": m["success_rate"], "speed_fps": speed}
-            succ, prec, nprec = (np.mean([c[i] for c in curves], axis=0) for i in range(3))
+                seq_wise[seq_name] = {**_as_json(m), "speed_fps": speed}
+            overall = self._scores(*(np.mean([c[i] for c in curves], axis=0) for i in range(3)))
             valid_speeds = [s for s in speeds if s > 0]
-            performance[name] = {"overall": {
-                "success_curve": succ.tolist(), "precision_curve": prec.tolist(),
-                "normalized_precision_curve": nprec.tolist(),
-                "success_score": float(np.mean(succ)), "precision_score": float(prec[20]),
-                "normalized_precision_score": float(nprec[20]), "success_rate": float(succ[self.nbins_iou // 2]),
-                "speed_fps": float(np.mean(valid_speeds)) if valid_speeds else -1.0},
+            performance[name] = {
+                "overall": {**_as_json(overall), "speed_fps": float(np.mean(valid_speeds)) if valid_speeds else -1.0},
                 "seq_wise": seq_wise}
         with open(os.path.join(report_dir, "performance.json"), "w") as f:
             json.dump(performance, f, indent=4)
@@ -311,11 +299,9 @@ class ExperimentLaSOT(ExperimentOPE):
         subset = subset or self.subset
         if subset not in ("test", "all"):
             raise DatasetLayoutError(f"unknown LaSOT subset {subset!r}: use 'test' or 'all'")
-        dataset = load_lasot(root_dir, subset, benchmark=self._layout)
+        dataset = load_lasot(root_dir, subset)
         names = select_sequences(dataset.seq_names, sequences, self.benchmark, root_dir)
         super().__init__(dataset.subset(names), result_dir, report_dir)
-
-    _layout = "lasot"
 
 
 class ExperimentLaSOTExtension(ExperimentLaSOT):
