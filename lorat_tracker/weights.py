@@ -26,7 +26,6 @@ import math
 import os
 import re
 import struct
-from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch

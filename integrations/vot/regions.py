@@ -1,4 +1,4 @@
-"""Box <-> VOT region conversions, numpy only (the TraX objects are built in ``server``).
+"""Box <-> VOT region conversions on numpy arrays (the TraX objects are built in ``server``).
 
 VOT regions are 0-based pixel indices: ``Rectangle(x, y, w, h)`` covers pixels x..x+w-1, y..y+h-1.
 The tracker's boxes are continuous x1y1x2y2 with pixel i spanning [i, i+1).
@@ -9,16 +9,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-
-def rasterize_xyxy(box) -> Tuple[int, int, int, int]:
-    """The official LoRAT rasterization: end-exclusive integer box covering every touched pixel."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return (int(np.floor(x1)), int(np.floor(y1)), int(np.floor(x2 + 1 - 1e-4)), int(np.floor(y2 + 1 - 1e-4)))
+from lorat_tracker.cropping import rasterize
 
 
 def rasterized_xywh(box_xyxy) -> Tuple[int, int, int, int]:
-    """What the tracker reports to VOT for a continuous x1y1x2y2 box: integer (x, y, w, h)."""
-    x1, y1, x2, y2 = rasterize_xyxy(box_xyxy)
+    """What the tracker reports to VOT for a continuous x1y1x2y2 box: integer (x, y, w, h), the
+    official LoRAT rasterization (end-exclusive, covering every touched pixel)."""
+    x1, y1, x2, y2 = rasterize([float(v) for v in box_xyxy])
     return x1, y1, x2 - x1, y2 - y1
 
 

@@ -33,7 +33,7 @@ def _frames(seq: Path) -> int:
     if color.is_dir():
         return len([p for p in color.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
     gts = sorted(seq.glob("groundtruth*.txt"))
-    return sum(1 for _ in open(gts[0])) if gts else 0
+    return len(gts[0].read_text().splitlines()) if gts else 0
 
 
 def _is_sequence(d: Path) -> bool:
