@@ -16,16 +16,6 @@ from synthetic import render_sequence
 LENGTHS = [7, 3, 1, 9, 4]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model is far too small to gain from intra-op threads, and on a shared, busy CPU
-    # OpenMP threads that wait for each other make it ~50x slower (measured: 850 vs 8 ms a frame).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tracker(tiny_model):
     return tiny_model.tracker(precision="fp32")

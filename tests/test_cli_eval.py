@@ -4,23 +4,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("got10k")
 
 import synthetic_datasets as sd  # noqa: E402
+from run_cli import run_lorat  # noqa: E402
 from lorat_tracker.cli import EXIT_INTERRUPTED, EXIT_USAGE, main  # noqa: E402
 
 NAME = "tiny"
 
 
 def lorat_eval(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "lorat_tracker", "eval", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_lorat("eval", *args, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

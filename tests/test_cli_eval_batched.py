@@ -1,10 +1,7 @@
 """``lorat eval --batch-size N`` and ``lorat eval`` under torchrun write exactly the sequential files."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,7 @@ import pytest
 pytest.importorskip("got10k")
 
 import synthetic_datasets as sd  # noqa: E402
+from run_cli import run_lorat  # noqa: E402
 
 NAME = "tiny"
 
@@ -32,15 +30,10 @@ def lasot_root(tmp_path_factory):
     return root
 
 
-def _env():
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1")
-
-
-def _run(prefix, lasot_root, tiny_model, out: Path, *extra):
-    cmd = [*prefix, "eval", "lasot", "--root", str(lasot_root), *map(str, tiny_model.cli_args()), "--device", "cpu",
-           "--name", NAME, "--results", str(out / "results"), "--reports", str(out / "reports"), *extra]
-    proc = subprocess.run(cmd, cwd=out, env=_env(), capture_output=True, text=True, timeout=300)
+def _run(launcher, lasot_root, tiny_model, out: Path, *extra):
+    proc = run_lorat("eval", "lasot", "--root", lasot_root, *tiny_model.cli_args(), "--device", "cpu", "--name", NAME,
+                     "--results", out / "results", "--reports", out / "reports", *extra, cwd=out, timeout=300,
+                     launcher=launcher)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -53,21 +46,19 @@ def _results(out: Path):
 @pytest.fixture(scope="module")
 def sequential(lasot_root, tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("sequential")
-    _run([sys.executable, "-m", "lorat_tracker"], lasot_root, tiny_model, out)
+    _run((), lasot_root, tiny_model, out)
     return _results(out)
 
 
 def test_batched_eval_writes_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
-    proc = _run([sys.executable, "-m", "lorat_tracker"], lasot_root, tiny_model, tmp_path, "--batch-size", "2")
+    proc = _run((), lasot_root, tiny_model, tmp_path, "--batch-size", "2")
     assert len(sequential) == 3
     assert _results(tmp_path) == sequential  # byte for byte
     assert "tracker" in proc.stdout and "AUC" in proc.stdout
 
 
 def test_batch_size_zero_is_a_usage_error(lasot_root, tiny_model, tmp_path):
-    cmd = [sys.executable, "-m", "lorat_tracker", "eval", "lasot", "--root", str(lasot_root),
-           *map(str, tiny_model.cli_args()), "--batch-size", "0"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    proc = run_lorat("eval", "lasot", "--root", lasot_root, *tiny_model.cli_args(), "--batch-size", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--batch-size must be at least 1" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -75,8 +66,8 @@ def test_batch_size_zero_is_a_usage_error(lasot_root, tiny_model, tmp_path):
 def test_torchrun_two_ranks_write_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
-    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "lorat_tracker"], lasot_root, tiny_model, tmp_path, "--batch-size", "2")
+    proc = _run(("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"), lasot_root, tiny_model,
+                tmp_path, "--batch-size", "2")
     assert "rank 0/2" in proc.stdout and "rank 1/2" in proc.stdout
     assert _results(tmp_path) == sequential
     assert proc.stdout.count("AUC") == 1  # only rank 0 reports

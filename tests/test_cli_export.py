@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from run_cli import run_lorat
 from synthetic import render_sequence
 
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cli import main as lorat_main
-
-
-def run_lorat(*args):
-    return subprocess.run([sys.executable, "-m", "lorat_tracker", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from run_cli import run_lorat
 from synthetic import render_sequence
 
 from lorat_tracker.cli import main as lorat_main
 
 NUM_FRAMES = 10
-
-
-def run_lorat(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "lorat_tracker", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
 
 
 def read_lines(path: Path):

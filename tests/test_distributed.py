@@ -37,7 +37,6 @@ def _worker(rank: int, world: int, port: int, out_dir: str, tests_dir: str):
     sys.path.insert(0, tests_dir)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
     from lorat_tracker.batched import run_batched
 
     assert dist_utils.init("cpu") and dist_utils.is_initialized()
@@ -85,16 +84,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), tests_dir), nprocs=2, join=True)
     from lorat_tracker.batched import track_sequential
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tracker = _tracker()
-        ranks = set()
-        for job in _jobs():
-            expected = track_sequential(tracker, job).boxes
-            got = np.loadtxt(tmp_path / f"{job.name}.txt", delimiter=",", ndmin=2)
-            np.testing.assert_array_equal(got, expected, err_msg=job.name)
-            ranks.add((tmp_path / f"{job.name}.rank").read_text())
-        assert ranks == {"0", "1"}  # both ranks did work
-    finally:
-        torch.set_num_threads(previous)
+    tracker = _tracker()
+    ranks = set()
+    for job in _jobs():
+        expected = track_sequential(tracker, job).boxes
+        got = np.loadtxt(tmp_path / f"{job.name}.txt", delimiter=",", ndmin=2)
+        np.testing.assert_array_equal(got, expected, err_msg=job.name)
+        ranks.add((tmp_path / f"{job.name}.rank").read_text())
+    assert ranks == {"0", "1"}  # both ranks did work

@@ -1,15 +1,13 @@
 """Equivalence with the official LoRAT pipeline on every fixture model x geometry x sequence."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from conftest import FIXTURES
+from run_cli import run_lorat
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box, template_mask
 from lorat_tracker.selftest import read_rgb, reference_cases, run_case
@@ -100,8 +98,7 @@ def test_crop_worked_example_border_is_anisotropic_and_padded():
 
 
 def test_selftest_command_passes():
-    out = subprocess.run([sys.executable, "-m", "lorat_tracker", "selftest"], capture_output=True, text=True,
-                         timeout=300)
+    out = run_lorat("selftest", timeout=300)
     assert out.returncode == 0, out.stderr
     assert "largest deviation from the official pipeline" in out.stdout
     assert "PASS" in out.stdout
@@ -109,7 +106,6 @@ def test_selftest_command_passes():
 
 def test_selftest_fails_when_tolerance_is_impossible():
     # Exit code means something: a negative tolerance can never be met.
-    out = subprocess.run([sys.executable, "-m", "lorat_tracker", "selftest", "--tolerance", "-1"],
-                         capture_output=True, text=True, timeout=300)
+    out = run_lorat("selftest", "--tolerance", "-1", timeout=300)
     assert out.returncode == 1
     assert "FAIL" in out.stdout

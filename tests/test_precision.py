@@ -15,14 +15,6 @@ from lorat_tracker.tracker import CompileWarning, CudaGraphForward
 from synthetic import render_sequence
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()  # tiny model: threads only cost time on a busy shared CPU
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def fp32(tiny_model):
     return tiny_model.tracker(precision="fp32")
