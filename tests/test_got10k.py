@@ -1,4 +1,4 @@
-"""integrations.got10k against the real got10k 0.1.3 toolkit, on tiny synthetic datasets (CPU, offline)."""
+"""lorat_tracker.integrations.got10k against the real got10k 0.1.3 toolkit, on tiny synthetic datasets (CPU, offline)."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ got10k = pytest.importorskip("got10k")
 
 from got10k.trackers import Tracker  # noqa: E402
 
-from integrations.got10k import (Benchmark, ExperimentLaSOT, ExperimentLaSOTExtension, ExperimentTNL2K,  # noqa: E402
+from lorat_tracker.integrations.got10k import (Benchmark, ExperimentLaSOT, ExperimentLaSOTExtension, ExperimentTNL2K,  # noqa: E402
                                  ExperimentTrackingNet, LoRATGot10kTracker, apply_compat, normalized_center_error)
-from integrations.got10k.experiments import atomic_savetxt  # noqa: E402
+from lorat_tracker.integrations.got10k.experiments import atomic_savetxt  # noqa: E402
 from lorat_tracker.errors import DatasetLayoutError, LoRATError  # noqa: E402
 
 import synthetic_datasets as sd  # noqa: E402

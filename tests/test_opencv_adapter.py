@@ -7,7 +7,7 @@ import pytest
 
 from synthetic import render_sequence
 
-from integrations.opencv import DEFAULT_SCORE_THRESHOLD, TrackerLoRAT, create, to_int_rect
+from lorat_tracker.integrations.opencv import DEFAULT_SCORE_THRESHOLD, TrackerLoRAT, create, to_int_rect
 from lorat_tracker import InvalidBoxError, NotInitializedError
 
 

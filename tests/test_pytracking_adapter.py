@@ -14,8 +14,8 @@ import pytest
 
 from synthetic import render_sequence
 
-from integrations.pytracking import LoRATPytracking, TrackerParams, install_templates, lorat_params
-from integrations.pytracking.__main__ import main as install_main
+from lorat_tracker.integrations.pytracking import LoRATPytracking, TrackerParams, install_templates, lorat_params
+from lorat_tracker.integrations.pytracking.__main__ import main as install_main
 from lorat_tracker import InvalidBoxError, NotInitializedError
 
 

@@ -20,7 +20,7 @@ pytest.importorskip("vot")
 
 from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
 
-from integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
+from lorat_tracker.integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
 from lorat_tracker.video import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,8 +82,8 @@ def make_workspace(tmp: Path, stack: str, sequences: Path, tiny_model) -> Path:
 
 def make_workspace_in_process(tmp: Path, stack: str, sequences: Path, tiny_model, name=ID, weights=None) -> Path:
     """The same through the Python functions (saves two interpreter start-ups)."""
-    from integrations.vot.registration import register
-    from integrations.vot.workspace import create_workspace
+    from lorat_tracker.integrations.vot.registration import register
+    from lorat_tracker.integrations.vot.workspace import create_workspace
 
     ws = tmp / "ws"
     quiet = dict(log=lambda *_: None)
@@ -115,9 +115,9 @@ def test_registration_entry_is_absolute_and_loadable(box_ws):
     ini = configparser.ConfigParser()
     ini.read(box_ws / "trackers.ini")
     entry = ini[ID]
-    assert entry["protocol"] == "traxpython" and entry["command"] == "integrations.vot"
+    assert entry["protocol"] == "traxpython" and entry["command"] == "lorat_tracker.integrations.vot"
     assert entry["python"] == sys.executable
-    assert Path(entry["paths"]) == REPO and (Path(entry["paths"]) / "integrations" / "vot").is_dir()
+    assert Path(entry["paths"]) == REPO and (Path(entry["paths"]) / "lorat_tracker" / "integrations" / "vot").is_dir()
     for key in ("env_lorat_vot_weights", "env_lorat_vot_backbone", "env_lorat_vot_log"):
         assert Path(entry[key]).is_absolute(), key
     assert Path(entry["env_lorat_vot_log"]).parent == box_ws / "logs"
@@ -221,7 +221,7 @@ def test_vot_test_passes_and_unreadable_frame_gets_last_box(box_ws, tmp_path, ti
 
 
 def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
-    from integrations.vot.registration import register
+    from lorat_tracker.integrations.vot.registration import register
 
     # A DINOv2 backbone passed as LoRAT weights, registered without the load check: the process dies.
     register(box_ws, tiny_model.variant, tiny_model.backbone, name="Broken", device="cpu", check=False,
@@ -318,7 +318,7 @@ def test_bad_registration_subprocess_has_no_traceback(tmp_path, tiny_model):
 
 
 def test_register_updates_own_section_and_keeps_others(tmp_path, tiny_model):
-    from integrations.vot.registration import register
+    from lorat_tracker.integrations.vot.registration import register
 
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -349,8 +349,8 @@ def test_rasterization_matches_official_rule():
 
 
 def test_workspace_helper_is_offline_and_leaves_sources_untouched(tmp_path):
-    from integrations.vot.registration import WorkspaceError
-    from integrations.vot.workspace import create_workspace
+    from lorat_tracker.integrations.vot.registration import WorkspaceError
+    from lorat_tracker.integrations.vot.workspace import create_workspace
 
     write_box_sequences(tmp_path / "src", count=2, num_frames=4)
     for name in ("box1", "box2"):

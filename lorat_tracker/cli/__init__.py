@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "export": "lorat_tracker.cli.export",
     "info": "lorat_tracker.cli.export",
     "selftest": "lorat_tracker.cli.selftest",
-    "vot": "integrations.vot.cli",
+    "vot": "lorat_tracker.integrations.vot.cli",
 }
 
 

@@ -82,7 +82,7 @@ def track_sequence(tracker, bench, seq_name: str):
 
 def track_batched(tracker, bench, tracker_name: str, seq_names: List[str], batch_size: int, on_done) -> None:
     """Track ``seq_names`` ``batch_size`` at a time in lockstep; write each one's files as it finishes."""
-    from integrations.got10k import read_image  # decodes exactly as the toolkit's Tracker.track
+    from lorat_tracker.integrations.got10k import read_image  # decodes exactly as the toolkit's Tracker.track
 
     from ..batched import SequenceJob, run_batched
 
@@ -233,7 +233,7 @@ def _import_integration():
 
     matplotlib.use("Agg")  # plots are files; never open a window
     try:
-        from integrations import got10k
+        from lorat_tracker.integrations import got10k
     except ImportError as e:
         if e.name and e.name.split(".")[0] in ("got10k", "six", "shapely", "PIL", "wget", "fire"):
             raise UsageError(f"lorat eval needs the GOT-10k toolkit ({e.name} is missing) - "

@@ -1,10 +1,10 @@
-"""LoRAT-B-224: the released base.bin on the DINOv2 dinov2_vitb14_pretrain.pth.
+"""LoRAT-g-224: the released giant.bin on the DINOv2 dinov2_vitg14_pretrain.pth.
 
 Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE, or edit the defaults below. Without a backbone
 file timm downloads the DINOv2 weights on first use; a merged export made by `lorat export` needs none.
 """
-from integrations.pytracking import params_from_env
+from lorat_tracker.integrations.pytracking import params_from_env
 
 
 def parameters():
-    return params_from_env("B-224", weights="base.bin")
+    return params_from_env("g-224", weights="giant.bin")

@@ -2,7 +2,7 @@
 
 ::
 
-    from integrations.opencv import TrackerLoRAT
+    from lorat_tracker.integrations.opencv import TrackerLoRAT
     tracker = TrackerLoRAT.create("B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth")
     tracker.init(frame, (x, y, w, h))          # frame: BGR uint8 from cv2; rect: ints, as cv::Rect
     ok, (x, y, w, h) = tracker.update(frame)   # ints; ok = getTrackingScore() >= score_threshold

@@ -1,4 +1,4 @@
-"""``python -m integrations.pytracking PYTRACKING_DIR``: install LoRAT into a pytracking checkout."""
+"""``python -m lorat_tracker.integrations.pytracking PYTRACKING_DIR``: install LoRAT into a pytracking checkout."""
 import argparse
 import sys
 
@@ -7,10 +7,10 @@ from .install import PytrackingCheckoutError, install_templates
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m integrations.pytracking",
+        prog="python -m lorat_tracker.integrations.pytracking",
         description="Copy pytracking/tracker/lorat and pytracking/parameter/lorat into a visionml/pytracking "
                     "checkout, so that `python run_tracker.py lorat b224 ...` finds LoRAT.",
-        epilog="example:\n  python -m integrations.pytracking ~/src/pytracking\n"
+        epilog="example:\n  python -m lorat_tracker.integrations.pytracking ~/src/pytracking\n"
                "  cd ~/src/pytracking/pytracking && LORAT_WEIGHTS=base.bin python run_tracker.py lorat b224 otb",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", metavar="PYTRACKING_DIR", help="the folder visionml/pytracking was cloned into")

@@ -1,10 +1,10 @@
 """LoRAT (ECCV 2024) for pytracking, from the lorat-tracker package (installed in the same environment).
 
-Installed by ``python -m integrations.pytracking PYTRACKING_DIR``; parameters are in
+Installed by ``python -m lorat_tracker.integrations.pytracking PYTRACKING_DIR``; parameters are in
 ``pytracking/parameter/lorat/<param>.py`` (variant, weights, backbone, device, precision).
 Images are RGB arrays and boxes 0-based [x, y, w, h] floats, as everywhere in pytracking.
 """
-from integrations.pytracking import LoRATPytracking
+from lorat_tracker.integrations.pytracking import LoRATPytracking
 
 
 class LoRAT(LoRATPytracking):

@@ -1,8 +1,8 @@
 """``lorat vot register``: one ``trackers.ini`` entry that makes plain ``vot evaluate WS ID`` work.
 
-The entry runs ``<this interpreter> -m integrations.vot`` over TraX (``protocol = traxpython``), with
+The entry runs ``<this interpreter> -m lorat_tracker.integrations.vot`` over TraX (``protocol = traxpython``), with
 the model settings as ``env_LORAT_VOT_*`` variables, ``paths`` pointing at the directory that holds
-the ``integrations`` package (the toolkit sets PYTHONPATH to it) and the tracker log at
+the ``lorat_tracker`` package (the toolkit sets PYTHONPATH to it) and the tracker log at
 ``WORKSPACE/logs/<ID>.tracker.log``. Every path written is absolute. Other trackers' sections (and
 comments) of an existing ``trackers.ini`` are kept byte for byte; the section of the same ID is
 replaced.
@@ -28,10 +28,10 @@ class WorkspaceError(LoRATError, ValueError):
 
 
 def package_root() -> Path:
-    """The directory holding the ``integrations`` package (a checkout or site-packages)."""
-    import integrations
+    """The directory holding the ``lorat_tracker`` package (a checkout or site-packages)."""
+    import lorat_tracker
 
-    return Path(integrations.__file__).resolve().parent.parent
+    return Path(lorat_tracker.__file__).resolve().parent.parent
 
 
 def default_name(variant: Optional[str]) -> str:
@@ -188,7 +188,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     entries = {
         "label": f"LoRAT {variant_name}" if variant_name else "LoRAT",
         "protocol": "traxpython",
-        "command": "integrations.vot",
+        "command": "lorat_tracker.integrations.vot",
         "python": sys.executable,
         "paths": str(package_root()),
         "timeout": str(int(timeout)),

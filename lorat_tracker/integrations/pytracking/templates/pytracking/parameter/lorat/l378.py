@@ -1,10 +1,10 @@
-"""LoRAT-B-378: the released base-378.bin on the DINOv2 dinov2_vitb14_pretrain.pth.
+"""LoRAT-L-378: the released large-378.bin on the DINOv2 dinov2_vitl14_pretrain.pth.
 
 Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE, or edit the defaults below. Without a backbone
 file timm downloads the DINOv2 weights on first use; a merged export made by `lorat export` needs none.
 """
-from integrations.pytracking import params_from_env
+from lorat_tracker.integrations.pytracking import params_from_env
 
 
 def parameters():
-    return params_from_env("B-378", weights="base-378.bin")
+    return params_from_env("L-378", weights="large-378.bin")

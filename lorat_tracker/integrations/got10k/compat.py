@@ -1,6 +1,6 @@
 """Fixes for got10k 0.1.3 on today's stack, applied from outside (nothing in site-packages is edited).
 
-``apply()`` runs when ``integrations.got10k`` is imported and is idempotent. What it patches:
+``apply()`` runs when ``lorat_tracker.integrations.got10k`` is imported and is idempotent. What it patches:
 
 * numpy 2 removed ``np.NaN`` (and ``np.NAN``/``np.Inf``); ``got10k.experiments.vot`` uses ``np.NaN``.
   The aliases are added back only where missing.

@@ -3,7 +3,7 @@
 Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE, or edit the defaults below. Without a backbone
 file timm downloads the DINOv2 weights on first use; a merged export made by `lorat export` needs none.
 """
-from integrations.pytracking import params_from_env
+from lorat_tracker.integrations.pytracking import params_from_env
 
 
 def parameters():

@@ -1,6 +1,6 @@
 """LoRAT in the VOT toolkit (vot-toolkit 0.9.0, TraX): the only code importing ``vot`` or ``trax``.
 
-* ``python -m integrations.vot`` - the TraX tracker process the toolkit starts (``server``).
+* ``python -m lorat_tracker.integrations.vot`` - the TraX tracker process the toolkit starts (``server``).
 * ``lorat vot register`` - writes the workspace's ``trackers.ini`` entry (``registration``).
 * ``lorat vot workspace`` - builds a workspace that never downloads (``workspace``).
 * ``lorat vot ARGS...`` - the ``vot`` command with 0.9.0's multistart/realtime bugs patched (``compat``).

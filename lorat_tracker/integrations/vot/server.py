@@ -1,4 +1,4 @@
-"""The TraX tracker process that the VOT toolkit starts: ``python -m integrations.vot``.
+"""The TraX tracker process that the VOT toolkit starts: ``python -m lorat_tracker.integrations.vot``.
 
 Built on the ``trax`` package directly (not the ``vot.py`` helper), so it announces no ``vot``
 metadata key and the toolkit keeps one process per (experiment, sequence) instead of restarting it
@@ -50,7 +50,7 @@ def _flag(value) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m integrations.vot",
+        prog="python -m lorat_tracker.integrations.vot",
         description="LoRAT as a TraX tracker for the VOT toolkit. Normally started by the toolkit from a "
                     "trackers.ini entry written by `lorat vot register`; every option defaults to the "
                     f"{ENV_PREFIX}<OPTION> environment variable.")

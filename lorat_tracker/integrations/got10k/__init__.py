@@ -2,7 +2,7 @@
 
 ::
 
-    from integrations.got10k import LoRATGot10kTracker, ExperimentLaSOT
+    from lorat_tracker.integrations.got10k import LoRATGot10kTracker, ExperimentLaSOT
     from got10k.experiments import ExperimentGOT10k
 
     tracker = LoRATGot10kTracker("B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth")
