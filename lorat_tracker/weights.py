@@ -25,9 +25,10 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import struct
-import zipfile
+import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -123,15 +124,17 @@ def _torch_load(path: str, head: bytes):
     executing whatever code the file holds: never relay that to a user.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4 ... weights_only Unpickler": about torch, not for our users
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here means an unreadable file
-        if head[:2] == b"PK":
-            if "zip" in str(e).lower() or isinstance(e, (EOFError, zipfile.BadZipFile)):
-                reason = "a damaged or truncated zip archive"
-            else:
-                reason = "a zip archive that is not a torch checkpoint, or a damaged one"
+        if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in str(e).lower():
+            reason = "a pickle holding Python objects besides tensors (or a corrupt one)"
+        elif head[:2] == b"PK":
+            reason = "a corrupt or truncated zip archive, or a zip that is not a torch checkpoint"
         else:
-            reason = "a damaged pickle, or one holding Python objects besides tensors"
+            reason = "a corrupt or truncated pickle"
         raise WeightsError(f"cannot read {path} as a torch checkpoint: it is {reason}. Only plain tensors are "
                            "ever loaded from a .pth/.bin file (no code in it runs) - download it again, or "
                            "save the state dict alone (a dict of tensors) or as safetensors") from None
