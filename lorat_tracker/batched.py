@@ -34,6 +34,7 @@ order sequences finish; ``iter_batched`` yields them instead of calling back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 import threading
 import time
@@ -52,6 +53,7 @@ FrameSource = Union[Sequence, Callable[[int], np.ndarray]]
 BATCH_TOLERANCE_PX = 1e-3
 
 
+@functools.lru_cache(maxsize=None)
 def blas_rows_match_batch_one(device="cpu", dim: int = 768, tokens: int = 320, batch: int = 3) -> bool:
     """Whether this machine's GEMM kernels give every row of a batched product bit-identically to a
     batch of one, at B-224's widths (token count, embed dim, 4x MLP, attention). Where they do, batched
