@@ -485,7 +485,8 @@ def test_export_carries_a_digest_of_config_and_layout(export_file, mlp_model):
     assert metadata["digest"].startswith("sha256:") and len(metadata["digest"]) == 7 + 64
     # Reformatting the JSON (same values) is not an edit.
     reformatted = _rewrite_header(export_file, export_file.parent / "pretty.safetensors",
-                                  edit_metadata=lambda m: m.update(config=json.dumps(json.loads(m["config"]), indent=2)))
+                                  edit_metadata=lambda m: m.update(config=json.dumps(json.loads(m["config"]),
+                                                                                     indent=2)))
     assert build_model(None, reformatted).cfg == mlp_model.cfg
 
 
@@ -513,8 +514,10 @@ def test_export_without_digest_is_refused(tmp_path, export_file):
 INVALID_CONFIGS = [
     (lambda c: c["backbone"].update(num_heads=5), "embed_dim 96 is not divisible by num_heads 5"),
     (lambda c: c["tracking"].update(window_penalty=float("nan")), "tracking.window_penalty is nan, expected a finite"),
-    (lambda c: c["tracking"].update(window_penalty=1.5), "tracking.window_penalty is 1.5, expected a number >= 0 and <= 1"),
-    (lambda c: c["normalization"].update(std=[0.229, 0.0, 0.225]), r"normalization.std \(G\) is 0.0, expected a number > 0"),
+    (lambda c: c["tracking"].update(window_penalty=1.5),
+     "tracking.window_penalty is 1.5, expected a number >= 0 and <= 1"),
+    (lambda c: c["normalization"].update(std=[0.229, 0.0, 0.225]),
+     r"normalization.std \(G\) is 0.0, expected a number > 0"),
     (lambda c: c["normalization"].update(mean=[0.5, 0.5]), "normalization.mean has 2 values, expected 3"),
     (lambda c: c["search"].update(size="224"), "search.size is '224', expected an integer"),
     (lambda c: c["template"].update(area_factor=float("inf")), "template.area_factor is inf"),
