@@ -2,8 +2,18 @@
 
 Up to ``batch_size`` sequences are tracked at once with ``LoRATTracker.step``; when one ends, the
 next job takes its slot. Each sequence keeps its own template, mask, padding colour and box (a
-``Target``), so its boxes are exactly those of a sequential ``initialize`` / ``track`` run (the model
-computes every row of a batch bit-identically to a batch of one on CPU; see ``LoRATModel.forward``).
+``Target``) and goes through the same operations as in a sequential ``initialize`` / ``track`` run.
+
+What that guarantees, and what it does not: at ``batch_size=1`` the boxes are bit-identical to the
+sequential run (same kernels, same shapes). At ``batch_size > 1`` every row of a batched forward is
+the batch-1 arithmetic, but the BLAS may sum a batched GEMM in another order than a single one:
+bit-identical boxes on CPUs whose kernels do not (``blas_rows_match_batch_one()``; e.g. the AMD EPYC
+AVX-512 machine the tests were written on), float32 rounding differences elsewhere (Intel AMX:
+oneDNN/MKL block batched GEMMs differently; measured up to 4.6e-05 px over 16 sequences), and on
+GPUs. The bound tested and checked by ``benchmarks/batched.py`` is ``BATCH_TOLERANCE_PX`` (1e-3 px,
+the tolerance ``lorat selftest`` holds the official pipeline to). Tracking feeds each box into the
+next crop, so a near tie between two cells of a score map could in principle let the runs choose
+different cells; no such case has been observed.
 Frames are decoded by a background thread, in exactly the order the lockstep loop consumes them,
 so decoding overlaps with compute.
 
@@ -24,6 +34,7 @@ order sequences finish; ``iter_batched`` yields them instead of calling back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 import threading
 import time
@@ -36,6 +47,30 @@ from .tracker import LoRATTracker, Target
 from .video import read_rgb  # the default frame reader
 
 FrameSource = Union[Sequence, Callable[[int], np.ndarray]]
+
+# Largest box difference (px) between a batched and the sequential run that the tests and
+# benchmarks/batched.py accept: float32 summation order, not a tracking difference (see above).
+BATCH_TOLERANCE_PX = 1e-3
+
+
+@functools.lru_cache(maxsize=None)
+def blas_rows_match_batch_one(device="cpu", dim: int = 768, tokens: int = 320, batch: int = 3) -> bool:
+    """Whether this machine's GEMM kernels give every row of a batched product bit-identically to a
+    batch of one, at B-224's widths (token count, embed dim, 4x MLP, attention). Where they do, batched
+    evaluation is bit-identical to sequential; where they do not, it agrees to float32 rounding."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, tokens, dim, generator=g).to(device)
+    weights = [torch.randn(n, dim, generator=g).to(device) * 0.02 for n in (dim, 3 * dim, 4 * dim)]
+    with torch.inference_mode():
+        for w in weights:
+            full = torch.nn.functional.linear(x, w)
+            if not all(torch.equal(full[i], torch.nn.functional.linear(x[i:i + 1], w)[0]) for i in range(batch)):
+                return False
+        q = x.view(batch, tokens, 12, dim // 12).transpose(1, 2)
+        full = q @ q.transpose(-1, -2)
+        return all(torch.equal(full[i], (q[i:i + 1] @ q[i:i + 1].transpose(-1, -2))[0]) for i in range(batch))
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -101,11 +102,16 @@ class VariantConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any], source: str = "<dict>") -> "VariantConfig":
+    def from_dict(cls, data: Dict[str, Any], source: str = "<dict>",
+                  hint: str = "compare with configs/B-224.yaml") -> "VariantConfig":
+        """Build and validate a variant: the one path for bundled YAML, user YAML and merged exports."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"invalid variant config {source}: expected a mapping of sections (name, backbone, "
+                              f"lora, template, search, ...), got {type(data).__name__} - {hint}")
         try:
             backbone = BackboneConfig(**data["backbone"])
             cfg = cls(
-                name=str(data["name"]),
+                name=data["name"],
                 backbone=backbone,
                 lora=LoRAConfig(**data.get("lora", {})),
                 template=CropConfig(**data["template"]),
@@ -114,26 +120,80 @@ class VariantConfig:
                 normalization=NormalizationConfig(
                     **{k: tuple(v) for k, v in data.get("normalization", {}).items()}),
             )
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"invalid variant config {source}: {e} - compare with configs/B-224.yaml") from e
-        cfg._validate(source)
+        except KeyError as e:
+            raise ConfigError(f"invalid variant config {source}: section or key {e} is missing - {hint}") from None
+        except TypeError as e:
+            raise ConfigError(f"invalid variant config {source}: {e} - {hint}") from None
+        problems = validate(cfg)
+        if problems:
+            raise ConfigError(f"invalid variant config {source}: " + "; ".join(problems) + f" - {hint}")
         return cfg
 
-    def _validate(self, source: str) -> None:
-        b = self.backbone
-        problems = []
-        if b.ffn not in ("mlp", "swiglu"):
-            problems.append(f"backbone.ffn is {b.ffn!r}, expected 'mlp' or 'swiglu'")
-        if b.embed_dim % b.num_heads:
-            problems.append(f"embed_dim {b.embed_dim} is not divisible by num_heads {b.num_heads}")
-        for part in ("template", "search"):
-            size = getattr(self, part).size
-            if size % b.patch_size:
-                problems.append(f"{part}.size {size} is not a multiple of the patch size {b.patch_size}")
-        if self.template_grid > self.search_grid:
-            problems.append("the template grid must not be larger than the search grid")
-        if problems:
-            raise ConfigError(f"invalid variant config {source}: " + "; ".join(problems))
+
+def validate(cfg: VariantConfig) -> List[str]:
+    """Every problem of a variant configuration, as short sentences (empty list: valid).
+
+    Types are checked strictly (a YAML or JSON string or boolean where a number belongs is refused),
+    every float must be finite, and the values the tracker divides by or indexes with must make sense.
+    """
+    problems: List[str] = []
+
+    def integer(name: str, value, minimum: int = 1) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{name} is {value!r}, expected an integer")
+        elif value < minimum:
+            problems.append(f"{name} is {value}, expected at least {minimum}")
+        else:
+            return True
+        return False
+
+    def number(name: str, value, low: float, high: float = math.inf, low_inclusive: bool = True) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{name} is {value!r}, expected a finite number")
+        elif value < low or (value == low and not low_inclusive) or value > high:
+            bounds = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high != math.inf else "")
+            problems.append(f"{name} is {value!r}, expected a number {bounds}")
+        else:
+            return True
+        return False
+
+    if not isinstance(cfg.name, str) or not cfg.name:
+        problems.append(f"name is {cfg.name!r}, expected a non-empty string")
+    b = cfg.backbone
+    dims_ok = all([integer("backbone.embed_dim", b.embed_dim), integer("backbone.depth", b.depth),
+                   integer("backbone.num_heads", b.num_heads), integer("backbone.patch_size", b.patch_size),
+                   integer("backbone.pretrained_grid", b.pretrained_grid)])
+    if b.ffn not in ("mlp", "swiglu"):
+        problems.append(f"backbone.ffn is {b.ffn!r}, expected 'mlp' or 'swiglu'")
+    for key in ("timm_name", "meta_file"):
+        value = getattr(b, key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"backbone.{key} is {value!r}, expected a string")
+    if dims_ok and b.embed_dim % b.num_heads:
+        problems.append(f"backbone.embed_dim {b.embed_dim} is not divisible by num_heads {b.num_heads}")
+    integer("lora.r", cfg.lora.r)
+    number("lora.alpha", cfg.lora.alpha, 0, low_inclusive=False)
+    if not isinstance(cfg.lora.use_rslora, bool):
+        problems.append(f"lora.use_rslora is {cfg.lora.use_rslora!r}, expected true or false")
+    sizes_ok = True
+    for part in ("template", "search"):
+        crop = getattr(cfg, part)
+        if integer(f"{part}.size", crop.size) and dims_ok and crop.size % b.patch_size:
+            problems.append(f"{part}.size {crop.size} is not a multiple of the patch size {b.patch_size}")
+        sizes_ok = sizes_ok and isinstance(crop.size, int) and not isinstance(crop.size, bool)
+        number(f"{part}.area_factor", crop.area_factor, 0, low_inclusive=False)
+    if dims_ok and sizes_ok and cfg.template_grid > cfg.search_grid:
+        problems.append("the template grid must not be larger than the search grid")
+    number("tracking.window_penalty", cfg.tracking.window_penalty, 0, 1)
+    number("tracking.min_object_size", cfg.tracking.min_object_size, 0)
+    for key, low, inclusive in (("mean", -math.inf, True), ("std", 0, False)):
+        values = getattr(cfg.normalization, key)
+        if len(values) != 3:
+            problems.append(f"normalization.{key} has {len(values)} values, expected 3 (R, G, B)")
+            continue
+        for channel, value in zip("RGB", values):
+            number(f"normalization.{key} ({channel})", value, low, low_inclusive=inclusive)
+    return problems
 
 
 def load_config(variant) -> VariantConfig:

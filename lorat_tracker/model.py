@@ -127,8 +127,9 @@ class LoRATModel(nn.Module):
         tokens = self.norm(tokens)
         # .contiguous(): for B > 1 the search-token slice is a strided view, and F.linear on a strided
         # 3-D input takes a matmul path whose float32 sums differ in the last bit from the batch-1
-        # (contiguous) path; copying makes every row of a batched forward bit-identical to a batch-1
-        # forward (batched evaluation == sequential). A no-op at B = 1, so single-target results are unchanged.
+        # (contiguous) path; copying gives every row of a batched forward the batch-1 arithmetic, so
+        # rows are bit-identical wherever the BLAS sums batched GEMMs like single ones (see
+        # lorat_tracker.batched). A no-op at B = 1, so single-target results are unchanged.
         return self.head(tokens[:, z_tok.shape[1]:].contiguous())
 
 

@@ -11,7 +11,42 @@ import numpy as np
 from .video import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"
+# The reference fixtures' standard: the official pipeline's own boxes are float32 sums whose order
+# depends on the CPU's kernels (measured here: 1.6e-05 px on an AMD EPYC with AVX-512, 3.1e-05 px on
+# an Intel Xeon with AMX), so an exact match is not expected; a real pipeline difference (a crop off
+# by a pixel, a wrong window) moves boxes by far more than 1e-3 px.
 TOLERANCE_PX = 1e-3
+
+
+def describe_hardware(device="cpu") -> str:
+    """What the deviation was measured on: CPU model and vector extensions (or GPU), torch, threads."""
+    import platform
+
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        where = f"GPU {torch.cuda.get_device_name(dev)}"
+    else:
+        name, flags = platform.processor() or platform.machine(), set()
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
+                        name = value.strip()
+                    elif key.strip() == "flags":
+                        flags = set(value.split())
+                        break
+        except OSError:
+            pass
+        # the widest matrix/vector unit, which decides how the kernels block (and sum) a GEMM
+        isa = next((label for label, flag in (("AMX", "amx_tile"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+                    if flag in flags), None)
+        where = f"CPU {name}" + (f" ({isa})" if isa else "")
+        if dev.type == "mps":
+            where = f"Apple MPS on {name}"
+    return f"{where}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
 @dataclasses.dataclass

@@ -50,6 +50,11 @@ class FrameSource:
     num_frames: Optional[int] = None
     fps: Optional[float] = None
 
+    @property
+    def files(self) -> List[str]:
+        """The files this source reads (frame images or the video file); empty for cameras and streams."""
+        return []
+
     def frames(self, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
         """Frames ``start``..``end`` (both inclusive, 0-based; ``end=None``: to the last one)."""
         raise NotImplementedError
@@ -72,6 +77,10 @@ class ImageFolderSource(FrameSource):
         self.description = description
         self.num_frames = len(paths)
 
+    @property
+    def files(self) -> List[str]:
+        return list(self.paths)
+
     def frames(self, start=0, end=None):
         last = self.num_frames - 1 if end is None else min(end, self.num_frames - 1)
         for index in range(start, last + 1):
@@ -87,6 +96,7 @@ class VideoCaptureSource(FrameSource):
 
     def __init__(self, target, description: str, is_live: bool):
         self.description = description
+        self._file = target if isinstance(target, str) and not is_live else None
         self.is_live = is_live
         self.capture = cv2.VideoCapture(target)
         if not self.capture.isOpened():
@@ -98,6 +108,10 @@ class VideoCaptureSource(FrameSource):
             self.num_frames = count if count > 0 else None  # some containers do not say
         fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0)
         self.fps = fps if 0 < fps < 1000 else None
+
+    @property
+    def files(self) -> List[str]:
+        return [self._file] if self._file else []
 
     def frames(self, start=0, end=None):
         index = 0

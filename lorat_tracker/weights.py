@@ -21,11 +21,14 @@ safetensors or ``torch.load(weights_only=True)`` only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import struct
+import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -33,7 +36,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import VariantConfig, load_config
-from .errors import WeightsError, WeightsNotFoundError
+from .errors import ConfigError, WeightsError, WeightsNotFoundError
+from .io import atomic_path
 from .model import LoRATModel, resize_pos_embed
 
 EXPORT_FORMAT = "lorat-tracker/merged-v1"
@@ -57,7 +61,11 @@ class WeightsFile:
 
 
 def read_weights_file(path) -> WeightsFile:
-    """Read a safetensors or torch.save file (by content, not by name: ``.bin`` may be either)."""
+    """Read a safetensors or torch.save file (by content, not by name: ``.bin`` may be either).
+
+    Every tensor is checked where it enters (``check_tensors``): floating point and finite, so a
+    damaged file is refused with the tensor's name instead of tracking NaN boxes.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise WeightsNotFoundError(f"weights file {path} does not exist - check the path")
@@ -65,31 +73,109 @@ def read_weights_file(path) -> WeightsFile:
         raise WeightsError(f"{path} is a directory - pass the weights file inside it "
                            "(e.g. model.safetensors or the released .bin)")
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(1024)
         size = os.fstat(f.fileno()).st_size
     if len(head) < 8:
         raise WeightsError(f"weights file {path} is empty or truncated ({size} bytes)")
     if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or legacy pickle
+        wf = WeightsFile(path, _unwrap(_torch_load(path, head), path), {}, "torch")
+    else:
+        header_len = struct.unpack("<Q", head[:8])[0]
+        if head[8:9] != b"{" or header_len < 2 or header_len > _MAX_SAFETENSORS_HEADER:
+            raise WeightsError(_not_weights(path, head))
+        if 8 + header_len > size:
+            raise WeightsError(f"{path} is a truncated safetensors file ({size} bytes, the header alone needs "
+                               f"{8 + header_len}) - download it again")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure here means an unreadable file
-            raise WeightsError(f"cannot read {path} as a torch checkpoint ({type(e).__name__}: {e}); "
-                               "the file is corrupt or truncated - download it again") from None
-        return WeightsFile(path, _unwrap(obj, path), {}, "torch")
-    header_len = struct.unpack("<Q", head)[0]
-    if header_len <= 0 or 8 + header_len > size:
-        raise WeightsError(f"{path} is neither a safetensors nor a torch checkpoint, or it is truncated "
-                           f"({size} bytes) - download it again")
+            tensors, metadata = {}, {}
+            with safe_open(path, framework="pt", device="cpu") as f:
+                metadata = dict(f.metadata() or {})
+                for k in f.keys():
+                    tensors[k] = f.get_tensor(k)
+        except Exception as e:  # noqa: BLE001
+            raise WeightsError(f"cannot read {path} as safetensors ({e}); the file is corrupt or truncated "
+                               "- download it again") from None
+        wf = WeightsFile(path, tensors, metadata, "safetensors")
+    check_tensors(wf.tensors, path)
+    return wf
+
+
+# A safetensors header is JSON describing the tensors: even ViT-g's is far below this.
+_MAX_SAFETENSORS_HEADER = 100 * 2 ** 20
+
+
+def _not_weights(path: str, head: bytes) -> str:
+    """The message for a file that is neither a safetensors nor a torch.save file."""
     try:
-        tensors, metadata = {}, {}
-        with safe_open(path, framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            for k in f.keys():
-                tensors[k] = f.get_tensor(k)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"cannot read {path} as safetensors ({e}); the file is corrupt or truncated "
-                           "- download it again") from None
-    return WeightsFile(path, tensors, metadata, "safetensors")
+        head.decode("utf-8")
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError as e:
+        # A multi-byte character cut at the end of the sample is still text.
+        is_text = e.start >= len(head) - 3 and b"\x00" not in head
+    what = "a text file" if is_text else "neither a safetensors nor a torch.save file"
+    return (f"{path} is not a weights file ({what}) - pass the LoRAT weights (the released .bin, a "
+            "model.safetensors or a merged export from lorat export) or a DINOv2 .pth")
+
+
+def _torch_load(path: str, head: bytes):
+    """``torch.load(weights_only=True)``, with torch's own error text replaced by ours.
+
+    torch's message for a refused pickle advises re-running with ``weights_only=False``, i.e.
+    executing whatever code the file holds: never relay that to a user.
+    """
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4 ... weights_only Unpickler": about torch, not for our users
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means an unreadable file
+        if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in str(e).lower():
+            reason = "a pickle holding Python objects besides tensors (or a corrupt one)"
+        elif head[:2] == b"PK":
+            reason = "a corrupt or truncated zip archive, or a zip that is not a torch checkpoint"
+        else:
+            reason = "a corrupt or truncated pickle"
+        raise WeightsError(f"cannot read {path} as a torch checkpoint: it is {reason}. Only plain tensors are "
+                           "ever loaded from a .pth/.bin file (no code in it runs) - download it again, or "
+                           "save the state dict alone (a dict of tensors) or as safetensors") from None
+
+
+def check_tensors(tensors: StateDict, source: str) -> None:
+    """Refuse non-float and non-finite tensors, naming the tensor and the file.
+
+    ``lora_alpha`` / ``use_rslora`` are the released files' 0-d meta tensors: a positive finite number
+    and a boolean. Every other tensor of a LoRAT or DINOv2 file is a floating-point weight.
+    """
+    for name, t in tensors.items():
+        if name == "use_rslora":
+            if t.numel() != 1 or t.is_floating_point() or t.is_complex() or t.item() not in (0, 1):
+                raise WeightsError(f"{source}: tensor use_rslora must be one boolean, got {_describe(t)} - "
+                                   "the file is damaged; download it again")
+            continue
+        if name == "lora_alpha":
+            value = float(t.item()) if t.numel() == 1 and t.dtype != torch.bool and not t.is_complex() else None
+            if value is None or not math.isfinite(value) or value <= 0:
+                raise WeightsError(f"{source}: tensor lora_alpha must be one positive finite number, got "
+                                   f"{_describe(t)} - the file is damaged; download it again")
+            continue
+        if not t.is_floating_point():
+            raise WeightsError(f"{source}: tensor {name} has dtype {str(t.dtype).replace('torch.', '')}, but the "
+                               "weights of a LoRAT/DINOv2 model are floating point - the file is damaged or is "
+                               "not a model checkpoint")
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            nan = int(torch.isnan(t).sum())
+            inf = int((~finite).sum()) - nan
+            what = " and ".join(p for p in (f"{nan} NaN" if nan else "", f"{inf} infinite" if inf else "") if p)
+            raise WeightsError(f"{source}: tensor {name} holds {what} value(s) (of {t.numel()}) - the file is "
+                               "damaged or comes from a diverged training run; use another copy")
+
+
+def _describe(t: torch.Tensor) -> str:
+    dtype = str(t.dtype).replace("torch.", "")
+    if t.numel() == 1:
+        return f"{t.item()!r} ({dtype})"
+    return f"a {dtype} tensor of shape {tuple(t.shape)}"
 
 
 def _unwrap(obj, path: str) -> StateDict:
@@ -189,17 +275,17 @@ def _inspect(wf: WeightsFile) -> WeightsInfo:
         fc2 = next((v for k, v in t.items() if re.match(r"blocks\.\d+\.mlp\.fc2\.(linear\.)?weight$", k)), None)
         ffn = "swiglu" if fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1] else "mlp"
     grid = None
-    if wf.metadata.get("config"):
-        cfg = VariantConfig.from_dict(json.loads(wf.metadata["config"]), source=wf.path)
-        grid = cfg.search_grid
+    stored = export_config(wf) if kind == "merged-export" else None
+    if stored is not None:
+        grid = stored.search_grid
     elif "pos_embed" in t and kind.startswith("lorat"):
         grid = int(round(math.sqrt(t["pos_embed"].shape[1])))
     rank = next((v.shape[0] for k, v in t.items() if k.endswith(".lora.A")), None)
     alpha = float(t["lora_alpha"].item()) if "lora_alpha" in t else None
     rslora = bool(t["use_rslora"].item()) if "use_rslora" in t else None
     variant = None
-    if wf.metadata.get("config"):
-        variant = json.loads(wf.metadata["config"])["name"]
+    if stored is not None:
+        variant = stored.name
     elif embed_dim in _VARIANT_LETTER and kind.startswith("lorat"):
         geometry = {16: "224", 27: "378"}.get(grid, "224 or 378 (the file does not say; the file name usually does)")
         variant = f"{_VARIANT_LETTER[embed_dim]}-{geometry}"
@@ -275,7 +361,7 @@ def _variant_mismatch(source: str, embed_dim: int, cfg: VariantConfig) -> str:
     letter = _VARIANT_LETTER.get(embed_dim)
     geometry = cfg.name.split("-")[-1] if "-" in cfg.name else "224"
     if letter:
-        return msg + f" - pass --variant {letter}-{geometry} (or the weights of {cfg.name})"
+        return msg + f" - pass variant='{letter}-{geometry}' (or the weights of {cfg.name})"
     return msg + " - pass the weights that belong to this variant"
 
 
@@ -398,11 +484,11 @@ def build_model(variant, weights=None, backbone=None, device="cpu") -> LoRATMode
     wf = read_weights_file(weights) if weights is not None else None
     kind = _classify(wf) if wf is not None else None
     if kind == "merged-export":
-        stored = VariantConfig.from_dict(json.loads(wf.metadata["config"]), source=wf.path)
+        stored = export_config(wf)
         cfg = stored if variant is None else load_config(variant)
         if variant is not None and _arch(stored) != _arch(cfg):
             raise WeightsError(f"{wf.path} was exported for variant {stored.name} but {cfg.name} was asked - "
-                               f"pass --variant {stored.name} (or no variant)")
+                               f"pass variant='{stored.name}' (or no variant)")
     else:
         if variant is None:
             raise WeightsError("pass a variant (e.g. B-224): only a merged export made by "
@@ -412,8 +498,8 @@ def build_model(variant, weights=None, backbone=None, device="cpu") -> LoRATMode
         raise WeightsError(f"variant {cfg.name} needs LoRAT weights (the released .bin, a training "
                            "model.safetensors or a merged export) - pass weights=PATH")
     if kind in ("backbone-meta", "backbone-timm"):
-        raise WeightsError(f"{wf.path} is a DINOv2 backbone, not LoRAT weights - pass it as backbone= "
-                           "and the LoRAT .bin as weights=")
+        raise WeightsError(f"{wf.path} is a DINOv2 backbone, not LoRAT weights - pass it as backbone=PATH "
+                           "and the LoRAT .bin as weights=PATH")
     if kind == "unknown":
         raise WeightsError(f"{wf.path} holds none of the tensors of a LoRAT model "
                            f"(first keys: {', '.join(list(wf.tensors)[:5])})")
@@ -424,7 +510,7 @@ def build_model(variant, weights=None, backbone=None, device="cpu") -> LoRATMode
     lora_blocks = _block_indices(k for k in tensors if ".lora." in k)
     if lora_blocks and lora_blocks != list(range(cfg.backbone.depth)):
         raise WeightsError(f"{wf.path} has LoRA for {len(lora_blocks)} blocks but variant {cfg.name} has "
-                           f"{cfg.backbone.depth} - it belongs to another variant; check --variant")
+                           f"{cfg.backbone.depth} - it belongs to another variant; check the variant (variant=)")
 
     if kind in ("lorat-lora", "lorat-head-only"):
         if backbone is not None:
@@ -452,8 +538,21 @@ def build_model(variant, weights=None, backbone=None, device="cpu") -> LoRATMode
     if unexpected:
         raise WeightsError(f"{wf.path} has {len(unexpected)} tensors that variant {cfg.name} does not have "
                            f"({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''}) - "
-                           "it was made for another architecture; check --variant")
+                           "it was made for another architecture; check the variant (variant=)")
     return _instantiate(cfg, merged, wf.path, device)
+
+
+def _shape_mismatch(source: str, key: str, have: tuple, want: tuple, cfg: VariantConfig) -> str:
+    """Say which dimension of ``key`` is wrong, and blame the variant only if it is the embed dim."""
+    embed_axis = {"patch_embed.proj.weight": 0, "token_type_embed": -1}.get(key)
+    if embed_axis is not None and len(have) == len(want) and have[embed_axis] != want[embed_axis]:
+        return _variant_mismatch(source, have[embed_axis], cfg)
+    if key == "token_type_embed" and len(have) == 2 and have[-1] == want[-1]:
+        return (f"{source}: tensor token_type_embed has {have[0]} token types (shape {have}), but LoRAT has "
+                f"{want[0]} (template background, template foreground, search region; shape {want}) - the "
+                "file is damaged or is not LoRAT weights")
+    return (f"{source}: tensor {key} has shape {have} but variant {cfg.name} expects {want} - the file belongs "
+            "to another architecture (check the variant) or is damaged")
 
 
 def _meta_to_timm_key(k: str) -> str:
@@ -474,7 +573,7 @@ def _instantiate(cfg: VariantConfig, state: StateDict, source: str, device) -> L
     if missing:
         raise WeightsError(f"{source} lacks {len(missing)} tensors of variant {cfg.name} "
                            f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}) - "
-                           "the file is incomplete, or a backbone file is needed (pass backbone=)")
+                           "the file is incomplete, or a backbone file is needed (pass backbone=PATH)")
     if unexpected:
         raise WeightsError(f"{source} has tensors that variant {cfg.name} does not have "
                            f"({', '.join(unexpected[:4])}) - check the variant")
@@ -485,10 +584,7 @@ def _instantiate(cfg: VariantConfig, state: StateDict, source: str, device) -> L
                 hint = {16: "a 224 variant", 27: "a 378 variant"}.get(have, "another geometry")
                 raise WeightsError(f"{source} has a {have}x{have} search grid ({hint}) but variant {cfg.name} "
                                    f"uses {cfg.search_grid}x{cfg.search_grid} - pass the matching variant")
-            if k == "patch_embed.proj.weight" or k == "token_type_embed":
-                raise WeightsError(_variant_mismatch(source, state[k].shape[0 if k.startswith("patch") else -1], cfg))
-            raise WeightsError(f"{source}: tensor {k} has shape {tuple(state[k].shape)} but variant {cfg.name} "
-                               f"expects {tuple(ref.shape)} - check the variant")
+            raise WeightsError(_shape_mismatch(source, k, tuple(state[k].shape), tuple(ref.shape), cfg))
     state = {k: v.to(torch.float32).contiguous() for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.pos_embed.requires_grad_(False)
@@ -497,6 +593,53 @@ def _instantiate(cfg: VariantConfig, state: StateDict, source: str, device) -> L
 
 
 def export_merged(model: LoRATModel, path) -> None:
-    """One self-contained merged file: loads later with ``build_model(None, weights=path)``."""
+    """One self-contained merged file: loads later with ``build_model(None, weights=path)``.
+
+    The header carries the variant configuration and a digest of it and of the tensor layout
+    (``export_digest``), checked at load: an edited header is refused instead of tracking with other
+    boxes. Written atomically (``lorat_tracker.io``), with the mode the umask asks for.
+    """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, os.fspath(path), metadata={"format": EXPORT_FORMAT, "config": model.cfg.to_json()})
+    check_tensors(state, "the model to export")
+    metadata = {"format": EXPORT_FORMAT, "config": model.cfg.to_json(), "digest": export_digest(model.cfg, state)}
+    with atomic_path(path) as tmp:
+        save_file(state, tmp, metadata=metadata)
+
+
+def export_digest(cfg: VariantConfig, tensors: StateDict) -> str:
+    """sha256 of the canonical configuration JSON and of every tensor's name, dtype and shape.
+
+    It makes edits of an export's header detectable (a changed ``num_heads`` or ``window_penalty``
+    still parses and validates); it is not a signature, and tensor values are not hashed (they are
+    checked to be finite floats on every load instead).
+    """
+    h = hashlib.sha256(cfg.to_json().encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"\n{name} {str(t.dtype).replace('torch.', '')} {list(t.shape)}".encode("utf-8"))
+    return "sha256:" + h.hexdigest()
+
+
+def export_config(wf: WeightsFile) -> VariantConfig:
+    """The variant configuration of a merged export, validated like a YAML variant and digest-checked."""
+    reexport = "re-export it with lorat export"
+    text = wf.metadata.get("config")
+    if not text:
+        raise WeightsError(f"{wf.path} is marked as a merged export but carries no configuration - {reexport}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{wf.path}: the export's configuration is not valid JSON ({e.msg}, character {e.pos}) - "
+                           f"the header was edited or damaged; {reexport}") from None
+    try:
+        cfg = VariantConfig.from_dict(data, source=f"in the header of {wf.path}", hint=reexport)
+    except ConfigError as e:
+        raise WeightsError(str(e)) from None
+    stored = wf.metadata.get("digest")
+    if stored is None:
+        raise WeightsError(f"{wf.path} carries no digest of its configuration (it was written by an older "
+                           f"lorat export, or its header was edited) - {reexport}")
+    if stored != export_digest(cfg, wf.tensors):
+        raise WeightsError(f"{wf.path}: the export's configuration was edited: the digest written by lorat export "
+                           f"does not match its configuration ({cfg.name}) and tensor layout - {reexport}")
+    return cfg

@@ -1,9 +1,15 @@
-"""``lorat eval --batch-size N`` and ``lorat eval`` under torchrun write exactly the sequential files."""
+"""``lorat eval --batch-size N`` and ``lorat eval`` under torchrun write the sequential run's files.
+
+Byte for byte where the CPU's GEMM kernels sum batched rows like single ones; elsewhere (Intel AMX,
+GPUs) a printed ``%.3f`` value may differ by one unit in its last place when the two runs' boxes,
+within ``BATCH_TOLERANCE_PX`` of each other, straddle a rounding boundary.
+"""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("got10k")
@@ -43,6 +49,19 @@ def _results(out: Path):
     return {f.name: f.read_text() for f in sorted(folder.glob("*.txt"))}
 
 
+def assert_same_result_files(got, expected):
+    from lorat_tracker.batched import BATCH_TOLERANCE_PX, blas_rows_match_batch_one
+
+    assert got.keys() == expected.keys()
+    if blas_rows_match_batch_one():
+        assert got == expected  # byte for byte
+        return
+    for name in expected:  # one unit of the last printed decimal (0.001) plus the deviation bound
+        a, b = (np.loadtxt(text.splitlines(), delimiter=",", ndmin=2) for text in (got[name], expected[name]))
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=0, atol=0.001 + BATCH_TOLERANCE_PX, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def sequential(lasot_root, tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("sequential")
@@ -53,7 +72,7 @@ def sequential(lasot_root, tiny_model, tmp_path_factory):
 def test_batched_eval_writes_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
     proc = _run((), lasot_root, tiny_model, tmp_path, "--batch-size", "2")
     assert len(sequential) == 3
-    assert _results(tmp_path) == sequential  # byte for byte
+    assert_same_result_files(_results(tmp_path), sequential)
     assert "tracker" in proc.stdout and "AUC" in proc.stdout
 
 
@@ -69,5 +88,5 @@ def test_torchrun_two_ranks_write_the_sequential_files(lasot_root, tiny_model, t
     proc = _run(("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"), lasot_root, tiny_model,
                 tmp_path, "--batch-size", "2")
     assert "rank 0/2" in proc.stdout and "rank 1/2" in proc.stdout
-    assert _results(tmp_path) == sequential
+    assert_same_result_files(_results(tmp_path), sequential)
     assert proc.stdout.count("AUC") == 1  # only rank 0 reports

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,35 @@ def test_help_has_examples(capsys):
             lorat_main([command, "--help"])
         assert e.value.code == 0
         assert example in capsys.readouterr().out
+
+
+def test_edited_export_is_one_error_line_for_info_and_track(capsys, tiny_model, tmp_path):
+    """A header that is not JSON, or was edited, is exit code 2 and one line - not a JSONDecodeError traceback."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from lorat_tracker.selftest import DATA_DIR
+
+    out = tmp_path / "merged.safetensors"
+    assert lorat_main(["export", *tiny_model.cli_args(), "--out", str(out)]) == 0
+    capsys.readouterr()
+    with safe_open(str(out), framework="pt") as f:
+        metadata, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    frames = DATA_DIR / "sequences" / "apple-2"
+    box = (frames / "init_box.txt").read_text().strip()
+    for name, config, expect in (
+            ("broken.safetensors", metadata["config"][:-3], "configuration is not valid JSON"),
+            ("heads.safetensors", metadata["config"].replace('"num_heads": 3', '"num_heads": 4'),
+             "the export's configuration was edited")):
+        assert config != metadata["config"]
+        path = tmp_path / name
+        save_file(tensors, str(path), metadata={**metadata, "config": config})
+        for args in (["info", path], ["track", frames, "--box", box, "--weights", path, "--device", "cpu"]):
+            msg = one_error_line(capsys, *args)
+            assert expect in msg and "re-export it with lorat export" in msg, msg
+
+
+def test_info_on_a_text_file_says_it_is_not_a_weights_file(capsys):
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    msg = one_error_line(capsys, "info", readme)
+    assert "is not a weights file (a text file)" in msg and "download" not in msg

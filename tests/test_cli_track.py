@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -291,3 +292,64 @@ def test_frame_size_change_is_one_warning_line(capsys, clip, tiny_model, tmp_pat
     warning_lines = [ln for ln in err.splitlines() if "warning" in ln]
     assert len(warning_lines) == 1 and warning_lines[0].startswith("lorat track: warning: frame size 300x220")
     assert count_video_frames(video) == 4
+
+
+# ------------------------------------------------------------------------- outputs that are inputs
+
+def test_output_naming_an_input_is_refused_and_nothing_is_overwritten(capsys, clip, tiny_model):
+    frame = clip["frames"] / "00000003.png"
+    before = {p: p.read_bytes() for p in (frame, clip["mp4"], clip["gt"])}
+    # The same file through another spelling (a relative path with ..) is still recognised.
+    mp4_other_spelling = os.path.relpath(clip["root"] / ".." / clip["root"].name / "clip.mp4")
+    cases = [(clip["frames"], "--output", frame, "is an input frame of"),
+             (clip["mp4"], "--output", clip["mp4"], "is the input"),
+             (clip["mp4"], "--video", clip["mp4"], "is the input"),
+             (clip["mp4"], "--video", mp4_other_spelling, "is the input"),
+             (clip["frames"], "--output", clip["gt"], "is the --box file")]
+    for source, option, target, expect in cases:
+        msg = lorat_error(capsys, "track", source, "--box", clip["gt"], *tiny_model.cli_args(), option, target)
+        assert f"{option} {target} {expect}" in msg and "overwrite" in msg, msg
+    assert {p: p.read_bytes() for p in before} == before
+
+
+# ------------------------------------------------------------------------- messages speak in flags
+
+PYTHON_ADVICE = re.compile(r"\b(variant|weights|backbone|device|precision)=")
+
+
+def test_cli_errors_speak_in_flags_not_python(capsys, clip, tiny_model, tmp_path):
+    """The core says `pass backbone=PATH` to Python callers; the CLI user reads `--backbone FILE`."""
+    common = [clip["frames"], "--box", clip["gt"]]
+    cases = [
+        # no backbone file and no timm name to fetch one
+        (["--variant", tiny_model.variant, "--weights", tiny_model.weights], "pass --backbone FILE"),
+        # the two files swapped
+        (["--variant", tiny_model.variant, "--weights", tiny_model.backbone, "--backbone", tiny_model.weights],
+         "pass it as --backbone FILE and the LoRAT .bin as --weights FILE"),
+        # a width-384 tiny file under a base-size variant: the variant to pass instead is a flag
+        (["--variant", "B-224", "--weights", tiny_model.weights, "--backbone", tiny_model.backbone],
+         "B-224 expects 768"),
+    ]
+    import torch
+
+    if not torch.cuda.is_available():
+        cases.append(([*tiny_model.cli_args(), "--device", "cuda"], "use --device cpu"))
+    for args, expect in cases:
+        msg = lorat_error(capsys, "track", *common, *args)
+        assert expect in msg, msg
+        assert not PYTHON_ADVICE.search(msg), msg
+
+
+def test_cli_message_translation_covers_every_python_advice_in_the_core():
+    """Every `name=...` advice the core modules write is one the CLI's table translates."""
+    from lorat_tracker.cli import PARAMETER_FLAGS, cli_message
+
+    core = Path(__file__).resolve().parent.parent / "lorat_tracker"
+    found = set()
+    for module in ("weights.py", "tracker.py", "config.py", "batched.py", "video.py"):
+        for literal in re.findall(r"f?\"[^\"\n]*\"", (core / module).read_text()):
+            for m in re.finditer(r"\b(\w+)=(PATH|'[^']*'|\)|\"|$)", literal):
+                found.add(m.group(1))
+                assert not PYTHON_ADVICE.search(cli_message(literal)), literal
+    assert found and found <= set(PARAMETER_FLAGS), found - set(PARAMETER_FLAGS)
+    assert cli_message("pass backbone=PATH, then device='cpu'") == "pass --backbone FILE, then --device cpu"

@@ -82,13 +82,17 @@ def test_single_process_defaults(monkeypatch):
 def test_two_gloo_ranks_match_one_process(tmp_path):
     tests_dir = str(Path(__file__).resolve().parent)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), tests_dir), nprocs=2, join=True)
-    from lorat_tracker.batched import track_sequential
+    from lorat_tracker.batched import BATCH_TOLERANCE_PX, blas_rows_match_batch_one, track_sequential
 
     tracker = _tracker()
+    exact = blas_rows_match_batch_one()  # batch 2 per rank: bit-identical only where the BLAS is
     ranks = set()
     for job in _jobs():
         expected = track_sequential(tracker, job).boxes
         got = np.loadtxt(tmp_path / f"{job.name}.txt", delimiter=",", ndmin=2)
-        np.testing.assert_array_equal(got, expected, err_msg=job.name)
+        if exact:
+            np.testing.assert_array_equal(got, expected, err_msg=job.name)
+        else:
+            np.testing.assert_allclose(got, expected, rtol=0, atol=BATCH_TOLERANCE_PX, err_msg=job.name)
         ranks.add((tmp_path / f"{job.name}.rank").read_text())
     assert ranks == {"0", "1"}  # both ranks did work

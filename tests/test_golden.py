@@ -102,6 +102,11 @@ def test_selftest_command_passes():
     assert out.returncode == 0, out.stderr
     assert "largest deviation from the official pipeline" in out.stdout
     assert "PASS" in out.stdout
+    # It says what it measured on, and does not claim bit-exactness (deviations depend on the CPU).
+    import torch
+
+    assert out.stdout.startswith("measured on CPU ") and f"torch {torch.__version__}" in out.stdout.splitlines()[0]
+    assert "not bit-exact" in out.stdout and "tolerance 0.001 px" in out.stdout
 
 
 def test_selftest_fails_when_tolerance_is_impossible():

@@ -1,20 +1,24 @@
 """Weight loading: LoRA merge math, file layouts, export round trip, and every mismatch error."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from timm.layers import SwiGLUPacked
 from timm.models.vision_transformer import VisionTransformer
 
 from lorat_tracker import (LoRATTracker, WeightsError, WeightsNotFoundError, build_model, export_merged,
                            inspect_weights, load_config)
+from lorat_tracker.errors import ConfigError
 from lorat_tracker.model import LoRATModel
 from lorat_tracker.selftest import DATA_DIR, reference_cases, run_case
-from lorat_tracker.weights import lora_delta, merge_lora
+from lorat_tracker.weights import export_digest, lora_delta, merge_lora
 
 MLP = DATA_DIR / "tiny-mlp"
 SWIGLU = DATA_DIR / "tiny-swiglu"
@@ -328,3 +332,216 @@ def test_inspect_reports_variant_guess_for_base_size(tmp_path):
     info = inspect_weights(path)
     assert info.variant.startswith("B-") and info.lora_rank == 64 and info.lora_alpha == 64
     assert "ViT-B" in info.describe() and "needs backbone:  yes" in info.describe()
+
+
+# ------------------------------------------------------------------------------------ no silent garbage
+# Every bad file below is built from the bundled tiny model: it loaded (and tracked NaN boxes, or other
+# boxes) before weights.check_tensors / export_config existed.
+
+def _save_lora(tmp_path, edit, name="edited.bin"):
+    lora = load_file(str(MLP / "lorat.bin"))
+    edit(lora)
+    path = tmp_path / name
+    save_file(lora, str(path))
+    return path
+
+
+def _poke(key, value):
+    def edit(state):
+        t = state[key].clone()
+        t.view(-1)[1] = value
+        state[key] = t
+    return edit
+
+
+@pytest.mark.parametrize("key,value,what", [
+    ("head.cls_mlp.layers.0.weight", float("nan"), "1 NaN"),
+    ("head.reg_mlp.layers.2.bias", float("inf"), "1 infinite"),
+    ("blocks.1.attn.qkv.k.lora.B", float("nan"), "1 NaN"),
+    ("blocks.2.mlp.fc1.lora.A", float("-inf"), "1 infinite"),
+    ("token_type_embed", float("nan"), "1 NaN")])
+def test_non_finite_tensor_is_refused_with_its_name(tmp_path, key, value, what):
+    path = _save_lora(tmp_path, _poke(key, value))
+    with pytest.raises(WeightsError, match=rf"{path}: tensor {key} holds {what}"):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+    with pytest.raises(WeightsError, match=key):
+        inspect_weights(path)  # `lorat info` refuses it too
+
+
+def test_non_finite_backbone_tensor_is_refused(tmp_path):
+    meta = torch.load(MLP / "backbone.pth", weights_only=True)
+    meta["blocks.1.norm1.weight"] = meta["blocks.1.norm1.weight"].clone()
+    meta["blocks.1.norm1.weight"][3] = float("nan")
+    path = tmp_path / "backbone.pth"
+    torch.save(meta, path)
+    with pytest.raises(WeightsError, match=rf"{path}: tensor blocks.1.norm1.weight holds 1 NaN"):
+        build_model("tiny-mlp-224", MLP / "lorat.bin", path)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), 0.0, -16.0])
+def test_bad_lora_alpha_is_refused(tmp_path, alpha):
+    path = _save_lora(tmp_path, lambda s: s.__setitem__("lora_alpha", torch.tensor(alpha)))
+    with pytest.raises(WeightsError, match="tensor lora_alpha must be one positive finite number"):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+
+
+@pytest.mark.parametrize("key,dtype", [("head.cls_mlp.layers.0.weight", torch.int32),
+                                       ("blocks.0.attn.proj.lora.A", torch.int64),
+                                       ("token_type_embed", torch.bool),
+                                       ("head.reg_mlp.layers.1.bias", torch.uint8)])
+def test_non_float_tensor_is_refused_with_its_name(tmp_path, key, dtype):
+    path = _save_lora(tmp_path, lambda s: s.__setitem__(key, s[key].to(dtype)))
+    name = str(dtype).replace("torch.", "")
+    with pytest.raises(WeightsError, match=rf"{path}: tensor {key} has dtype {name}.*floating point"):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+
+
+def test_integer_backbone_tensor_is_refused(tmp_path):
+    meta = torch.load(MLP / "backbone.pth", weights_only=True)
+    meta["patch_embed.proj.bias"] = meta["patch_embed.proj.bias"].to(torch.int64)
+    path = tmp_path / "backbone.pth"
+    torch.save(meta, path)
+    with pytest.raises(WeightsError, match="tensor patch_embed.proj.bias has dtype int64"):
+        build_model("tiny-mlp-224", MLP / "lorat.bin", path)
+
+
+def test_half_precision_files_still_load(tmp_path, mlp_model):
+    """fp16/bf16 files are legitimate (training checkpoints): only non-float dtypes are refused."""
+    path = _save_lora(tmp_path, lambda s: s.update({k: v.half() for k, v in s.items() if v.is_floating_point()}))
+    build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+
+
+def test_wrong_size_token_type_embed_names_the_wrong_dimension(tmp_path):
+    path = _save_lora(tmp_path, lambda s: s.__setitem__("token_type_embed", torch.zeros(4, 96)))
+    with pytest.raises(WeightsError) as e:
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+    msg = str(e.value)
+    assert "4 token types (shape (4, 96))" in msg and "LoRAT has 3" in msg and "(3, 96)" in msg
+    assert "embed dim" not in msg  # the embed dim (96) is right; it used to say "has embed dim 96 ... expects 96"
+    path = _save_lora(tmp_path, lambda s: s.__setitem__("token_type_embed", torch.zeros(3, 64)), "narrow.bin")
+    with pytest.raises(WeightsError, match="embed dim 64 .* expects 96"):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+
+
+@pytest.mark.parametrize("payload", [b"PK\x03\x04" + bytes(range(256)) * 8, b"\x80\x02garbage" * 50])
+def test_unreadable_torch_file_never_advises_weights_only_false(tmp_path, payload):
+    path = tmp_path / "random.pth"
+    path.write_bytes(payload)
+    with pytest.raises(WeightsError) as e:
+        inspect_weights(path)
+    msg = str(e.value)
+    # our words only: not torch's multi-line text (its advice to re-run with weights_only=False, miniz...)
+    assert "cannot read" in msg and "weights_only" not in msg and "miniz" not in msg and "\n" not in msg, msg
+
+
+class _NotATensor:  # module level so that torch.save can pickle it
+    pass
+
+
+def test_pickle_with_objects_is_refused_without_running_it(tmp_path):
+    path = tmp_path / "objects.pth"
+    torch.save({"w": torch.zeros(2), "obj": _NotATensor()}, path)
+    with pytest.raises(WeightsError) as e:
+        inspect_weights(path)
+    assert "a pickle holding Python objects besides tensors" in str(e.value) and "weights_only" not in str(e.value)
+
+
+def test_text_file_is_not_a_weights_file(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# lorat-tracker\n\nLoRAT visual object tracker: track videos, run benchmarks.\n" * 4)
+    with pytest.raises(WeightsError) as e:
+        inspect_weights(readme)
+    assert "is not a weights file (a text file)" in str(e.value) and "download" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------ merged-export header
+
+@pytest.fixture(scope="module")
+def export_file(tmp_path_factory, mlp_model):
+    path = tmp_path_factory.mktemp("export") / "tiny.safetensors"
+    export_merged(mlp_model, path)
+    return path
+
+
+def _rewrite_header(src, dst, edit_config=None, edit_metadata=None):
+    """Copy an export with its header edited (the tensors untouched), as a user with a hex editor would."""
+    with safe_open(str(src), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if edit_config is not None:
+        config = json.loads(metadata["config"])
+        edit_config(config)
+        metadata["config"] = json.dumps(config)
+    if edit_metadata is not None:
+        edit_metadata(metadata)
+    save_file(tensors, str(dst), metadata=metadata)
+    return dst
+
+
+def test_export_carries_a_digest_of_config_and_layout(export_file, mlp_model):
+    with safe_open(str(export_file), framework="pt") as f:
+        metadata = f.metadata()
+    assert metadata["digest"] == export_digest(mlp_model.cfg, mlp_model.state_dict())
+    assert metadata["digest"].startswith("sha256:") and len(metadata["digest"]) == 7 + 64
+    # Reformatting the JSON (same values) is not an edit.
+    reformatted = _rewrite_header(export_file, export_file.parent / "pretty.safetensors",
+                                  edit_metadata=lambda m: m.update(config=json.dumps(json.loads(m["config"]),
+                                                                                     indent=2)))
+    assert build_model(None, reformatted).cfg == mlp_model.cfg
+
+
+# Edits that pass the validator: only the digest can tell (they used to load with other boxes).
+@pytest.mark.parametrize("edit", [
+    lambda c: c["backbone"].update(num_heads=4),                 # 96 / 4 = 24: a valid head dim
+    lambda c: c["tracking"].update(window_penalty=0.2),
+    lambda c: c["search"].update(area_factor=3.0),
+    lambda c: c.update(name="B-224")])
+def test_edited_export_config_is_detected(tmp_path, export_file, edit):
+    path = _rewrite_header(export_file, tmp_path / "edited.safetensors", edit)
+    with pytest.raises(WeightsError, match="the export's configuration was edited: .* re-export it with lorat export"):
+        build_model(None, path)
+    with pytest.raises(WeightsError, match="was edited"):
+        inspect_weights(path)
+
+
+def test_export_without_digest_is_refused(tmp_path, export_file):
+    path = _rewrite_header(export_file, tmp_path / "old.safetensors", edit_metadata=lambda m: m.pop("digest"))
+    with pytest.raises(WeightsError, match="carries no digest.*re-export it with lorat export"):
+        build_model(None, path)
+
+
+# (edit, expected message) - the same validator refuses them in a YAML variant and in an export header.
+INVALID_CONFIGS = [
+    (lambda c: c["backbone"].update(num_heads=5), "embed_dim 96 is not divisible by num_heads 5"),
+    (lambda c: c["tracking"].update(window_penalty=float("nan")), "tracking.window_penalty is nan, expected a finite"),
+    (lambda c: c["tracking"].update(window_penalty=1.5),
+     "tracking.window_penalty is 1.5, expected a number >= 0 and <= 1"),
+    (lambda c: c["normalization"].update(std=[0.229, 0.0, 0.225]),
+     r"normalization.std \(G\) is 0.0, expected a number > 0"),
+    (lambda c: c["normalization"].update(mean=[0.5, 0.5]), "normalization.mean has 2 values, expected 3"),
+    (lambda c: c["search"].update(size="224"), "search.size is '224', expected an integer"),
+    (lambda c: c["template"].update(area_factor=float("inf")), "template.area_factor is inf"),
+    (lambda c: c["lora"].update(alpha=0), "lora.alpha is 0, expected a number > 0"),
+    (lambda c: c["backbone"].update(depth=True), "backbone.depth is True, expected an integer"),
+]
+
+
+@pytest.mark.parametrize("edit,message", INVALID_CONFIGS)
+def test_invalid_config_is_refused_in_yaml_and_in_export(tmp_path, export_file, edit, message):
+    data = load_config("tiny-mlp-224").to_dict()
+    edit(data)
+    yaml_path = tmp_path / "bad.yaml"
+    yaml_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message):
+        load_config(yaml_path)
+    path = _rewrite_header(export_file, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(WeightsError, match=rf"invalid variant config in the header of {path}: .*{message}.*re-export"):
+        build_model(None, path)
+
+
+def test_export_header_that_is_not_json_is_a_weights_error(tmp_path, export_file):
+    path = _rewrite_header(export_file, tmp_path / "broken.safetensors",
+                           edit_metadata=lambda m: m.update(config=m["config"][:-7]))
+    for load in (lambda: build_model(None, path), lambda: inspect_weights(path)):
+        with pytest.raises(WeightsError, match="configuration is not valid JSON .* re-export it with lorat export"):
+            load()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import List, Optional
 
@@ -24,6 +25,24 @@ SUBCOMMANDS = {
     "selftest": "lorat_tracker.cli.selftest",
     "vot": "lorat_tracker.integrations.vot.cli",
 }
+
+
+# The core's messages give advice the way a Python caller writes it (``backbone=PATH``,
+# ``device='cpu'``, ``variant='L-224'``); a CLI user reads the same advice as flags. This table and
+# ``cli_message`` are the one place that translates: core modules never need to know who called.
+PARAMETER_FLAGS = {"variant": "--variant", "weights": "--weights", "backbone": "--backbone",
+                   "device": "--device", "precision": "--precision"}
+_PYTHON_ARGUMENT = re.compile(r"(?<![\w.-])(%s)=(PATH\b|'[^'\s]*'|\"[^\"\s]*\"|)" % "|".join(PARAMETER_FLAGS))
+
+
+def cli_message(text: str) -> str:
+    """``pass backbone=PATH`` -> ``pass --backbone FILE``, ``use device='cpu'`` -> ``use --device cpu``."""
+    def flag(m: re.Match) -> str:
+        value = m.group(2)
+        value = "FILE" if value == "PATH" else value.strip("'\"")
+        return f"{PARAMETER_FLAGS[m.group(1)]} {value}" if value else PARAMETER_FLAGS[m.group(1)]
+
+    return _PYTHON_ARGUMENT.sub(flag, text)
 
 
 class UsageError(Exception):
@@ -87,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (LoRATError, UsageError, FileNotFoundError) as e:
-        print(f"lorat {args.command}: error: {e}", file=sys.stderr)
+        print(f"lorat {args.command}: error: {cli_message(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"lorat {args.command}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+from ..io import same_file
 from . import UsageError, add_model_arguments
 
 EXPORT_EPILOG = """\
@@ -49,20 +50,13 @@ def run_export(args) -> int:
     out = args.out
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a folder: pass a file name such as {os.path.join(out, 'merged.safetensors')}")
-    if os.path.abspath(out) in {os.path.abspath(p) for p in (args.weights, args.backbone) if p}:
-        raise UsageError(f"--out {out} is one of the input files: pass another name")
+    for option, given in (("--weights", args.weights), ("--backbone", args.backbone)):
+        if given and (same_file(out, given) or os.path.abspath(out) == os.path.abspath(given)):
+            raise UsageError(f"--out {out} is one of the input files ({option}): pass another name")
     t0 = time.perf_counter()
     model = build_model(args.variant, weights=args.weights, backbone=args.backbone, device="cpu")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    # Write next to the target, then rename: an interrupted export never leaves a half file behind.
-    tmp = out + ".partial"
-    try:
-        export_merged(model, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # Atomic (temporary file, then rename): an interrupted export never leaves a half file behind.
+    export_merged(model, out)
     print_info(inspect_weights(out))
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; use it "
           f"alone: --weights {out} (no --variant or --backbone needed)")

@@ -15,6 +15,7 @@ from typing import List
 
 import numpy as np
 
+from ..io import same_file
 from . import EXIT_INTERRUPTED, UsageError, add_model_arguments
 
 EPILOG = """\
@@ -167,6 +168,24 @@ def _make_parent(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot create {parent} ({e.strerror})") from None
 
 
+def refuse_overwriting_inputs(args, source_files: List[str]) -> None:
+    """--output / --video must not name a file this command reads (a frame, the video, --box, weights)."""
+    inputs = [(f"an input frame of {args.source}" if len(source_files) > 1 else f"the input {args.source}", f)
+              for f in source_files]
+    inputs += [(f"the {opt} file", getattr(args, attr)) for opt, attr in
+               (("--box", "box"), ("--weights", "weights"), ("--backbone", "backbone"))
+               if getattr(args, attr) and os.path.isfile(getattr(args, attr))]
+    outputs = [(opt, getattr(args, attr)) for opt, attr in (("--output", "output"), ("--video", "video"))
+               if getattr(args, attr)]
+    for option, path in outputs:
+        for what, given in inputs:
+            if same_file(path, given) or os.path.abspath(path) == os.path.abspath(given):
+                raise UsageError(f"{option} {path} is {what}: writing it would overwrite what is being read - "
+                                 "pass another file name")
+    if len(outputs) == 2 and os.path.abspath(outputs[0][1]) == os.path.abspath(outputs[1][1]):
+        raise UsageError(f"--output and --video name the same file {args.output}: pass two different names")
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 def run(args) -> int:
@@ -188,6 +207,11 @@ def run(args) -> int:
         video_codec(args.video)
 
     source = open_source(args.source)
+    try:
+        refuse_overwriting_inputs(args, source.files)
+    except UsageError:
+        source.close()
+        raise
     out_file = video = bar = None
     previous_showwarning = warnings.showwarning
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 
 import matplotlib
@@ -30,23 +29,15 @@ from got10k.utils.metrics import center_error, rect_iou
 
 from lorat_tracker.cropping import rasterize
 from lorat_tracker.errors import DatasetLayoutError, ResultsLayoutError
+from lorat_tracker.io import atomic_open, atomic_path
 
 from .datasets import OPESequenceDataset, load_lasot, load_tnl2k, load_trackingnet, read_result_boxes
 
 
 def atomic_savetxt(path: str, array, fmt: str, delimiter: str = " ") -> None:
-    """``np.savetxt`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            np.savetxt(f, array, fmt=fmt, delimiter=delimiter)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``np.savetxt`` through ``lorat_tracker.io.atomic_open`` (temporary file, fsync, umask mode, rename)."""
+    with atomic_open(path, "w") as f:
+        np.savetxt(f, array, fmt=fmt, delimiter=delimiter)
 
 
 def rasterize_xywh(boxes: np.ndarray) -> np.ndarray:
@@ -233,7 +224,7 @@ class ExperimentOPE(ExperimentOTB):
             performance[name] = {
                 "overall": {**_as_json(overall), "speed_fps": float(np.mean(valid_speeds)) if valid_speeds else -1.0},
                 "seq_wise": seq_wise}
-        with open(os.path.join(report_dir, "performance.json"), "w") as f:
+        with atomic_open(os.path.join(report_dir, "performance.json"), "w") as f:
             json.dump(performance, f, indent=4)
         if plot_curves:
             self.plot_curves(tracker_names)
@@ -268,13 +259,12 @@ class ExperimentOPE(ExperimentOTB):
         """No ground truth (a test split): zip each tracker's result files for the evaluation server."""
         for name in tracker_names:
             zip_path = os.path.join(self.result_dir, f"{name}.zip")
-            with zipfile.ZipFile(zip_path + ".tmp", "w", zipfile.ZIP_DEFLATED) as z:
+            with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
                 for seq_name in self.dataset.seq_names:
                     path = self.record_file(name, seq_name)
                     if not os.path.isfile(path):
                         raise ResultsLayoutError(f"cannot pack {name}: {path} is missing - run the tracker first")
                     z.write(path, arcname=f"{seq_name}.txt")
-            os.replace(zip_path + ".tmp", zip_path)
             print("Records saved at", zip_path)
         return None
 

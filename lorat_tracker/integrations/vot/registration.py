@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from lorat_tracker.errors import ConfigError, LoRATError, WeightsNotFoundError
+from lorat_tracker.io import atomic_open, atomic_write_text
 
 IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
 DEFAULT_TIMEOUT_S = 300
@@ -92,7 +93,7 @@ def ensure_registry(workspace: Path, config: dict) -> None:
     if os.path.normpath(workspace / "trackers.ini") in resolved:
         return
     config["registry"] = list(registry) + ["./trackers.ini"]
-    with open(workspace / "config.yaml", "w") as f:
+    with atomic_open(workspace / "config.yaml", "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
 
 
@@ -128,9 +129,7 @@ def upsert_section(path: Path, name: str, text: str) -> bool:
     else:
         sep = "" if not old or old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
         new = old + sep + text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    atomic_write_text(path, new)
     return start is not None
 
 

@@ -1,0 +1,85 @@
+"""Output files: atomic (all or nothing) and created with the mode the umask asks for, never mkstemp's 0600."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lorat_tracker.io import atomic_open, atomic_path, current_umask, default_file_mode
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_honour_the_umask(tmp_path, mask, expected):
+    with umask(mask):
+        assert current_umask() == mask and default_file_mode() == expected
+        with atomic_open(tmp_path / "new.txt") as f:
+            f.write("x")
+        (tmp_path / "old.txt").write_text("before")
+        os.chmod(tmp_path / "old.txt", 0o600)
+        with atomic_path(tmp_path / "old.txt") as tmp:
+            Path(tmp).write_text("after")
+    assert mode(tmp_path / "new.txt") == expected and mode(tmp_path / "old.txt") == expected
+    assert (tmp_path / "old.txt").read_text() == "after"
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("finished earlier\n")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(target) as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "finished earlier\n" and os.listdir(tmp_path) == ["results.txt"]
+
+
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o002, 0o664)])
+def test_export_and_result_files_honour_the_umask(tmp_path, mask, expected):
+    """The writers users meet: a merged export, a benchmark result/time file, a VOT trackers.ini."""
+    pytest.importorskip("got10k")
+    from lorat_tracker import build_model, export_merged
+    from lorat_tracker.integrations.got10k.compat import _otb_record
+    from lorat_tracker.integrations.vot.registration import upsert_section
+    from lorat_tracker.selftest import DATA_DIR
+
+    model = build_model("tiny-mlp-224", DATA_DIR / "tiny-mlp" / "lorat.bin", DATA_DIR / "tiny-mlp" / "backbone.pth")
+    with umask(mask):
+        export_merged(model, tmp_path / "merged.safetensors")
+        _otb_record(None, str(tmp_path / "OTB2015" / "lorat" / "Bird1.txt"), np.ones((3, 4)), [0.1, 0.1, 0.1])
+        upsert_section(tmp_path / "trackers.ini", "LoRAT", "[LoRAT]\nlabel = LoRAT\n")
+    written = [tmp_path / "merged.safetensors", tmp_path / "OTB2015" / "lorat" / "Bird1.txt",
+               tmp_path / "OTB2015" / "lorat" / "times" / "Bird1_time.txt", tmp_path / "trackers.ini"]
+    assert {str(p.relative_to(tmp_path)): oct(mode(p)) for p in written} == \
+        {str(p.relative_to(tmp_path)): oct(expected) for p in written}
+
+
+def test_every_temporary_file_goes_through_the_one_helper():
+    """mkstemp / NamedTemporaryFile / hand-made '.tmp' renames appear only in lorat_tracker/io.py."""
+    offenders = []
+    for path in sorted((REPO / "lorat_tracker").rglob("*.py")):
+        if path.name == "io.py" and path.parent.name == "lorat_tracker":
+            continue
+        text = path.read_text()
+        for pattern in (r"\bmkstemp\(", r"NamedTemporaryFile\(", r"os\.replace\(", r"\.tmp[\"']", r"\.partial[\"']"):
+            if re.search(pattern, text):
+                offenders.append(f"{path.relative_to(REPO)}: {pattern}")
+    assert not offenders, offenders
