@@ -8,10 +8,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .constants import TOLERANCE_PX
 from .video import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"
-TOLERANCE_PX = 1e-3
 
 
 @dataclasses.dataclass

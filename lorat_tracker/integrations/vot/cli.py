@@ -81,7 +81,7 @@ def _need_vot() -> None:
         import trax  # noqa: F401
         import vot  # noqa: F401
     except ImportError as e:
-        raise UsageError(f"the VOT toolkit is not installed ({e}) - install it with: pip install -e \".[vot]\"") from None
+        raise UsageError(f"the VOT toolkit is not installed ({e}) - install it with: pip install \"lorat-tracker[vot]\"") from None
     except TypeError as e:
         raise UsageError(f"`import vot` fails ({e}) - pin attributee: pip install \"attributee==0.1.9\"") from None
 
@@ -89,7 +89,9 @@ def _need_vot() -> None:
 def run(args) -> int:
     argv = list(args.vot_args)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage:\n" + USAGE + "\n\n`lorat vot register --help`, `lorat vot workspace --help`, "
+        from lorat_tracker.cli import help_text
+
+        print("usage:\n" + help_text(USAGE) + "\n\n`lorat vot register --help`, `lorat vot workspace --help`, "
               "`lorat vot --help-vot` (the toolkit's own help)")
         return 0
     if argv[0] == "--help-vot":
