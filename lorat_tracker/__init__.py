@@ -6,9 +6,6 @@ not import torch or timm.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it
@@ -34,6 +31,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
@@ -43,6 +42,7 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (this module runs at every start-up)
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .config import VariantConfig, available_variants, load_config
     from .errors import (ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
