@@ -401,6 +401,24 @@ def test_register_updates_own_section_and_keeps_others(tmp_path, tiny_model):
     assert yaml.safe_load((ws / "config.yaml").read_text())["registry"] == ["./trackers.ini"]
 
 
+def test_register_names_the_command_that_works_here(tmp_path, tiny_model, monkeypatch):
+    from lorat_tracker.integrations.vot import hook
+    from lorat_tracker.integrations.vot.registration import register
+
+    write_box_sequences(tmp_path / "src", count=1, num_frames=3)
+    from lorat_tracker.integrations.vot.workspace import create_workspace
+
+    ws = create_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=tmp_path / "src", log=lambda *_: None)
+    for hooked, command in ((True, "run it:   vot evaluate --workspace"),
+                            (False, "run it:   lorat vot evaluate --workspace")):
+        monkeypatch.setattr(hook, "is_installed", lambda: hooked)
+        lines = []
+        register(ws, tiny_model.variant, tiny_model.weights, tiny_model.backbone, name=ID, check=False,
+                 log=lines.append)
+        assert any(line.startswith(command) for line in lines), lines
+    assert "LORAT_VOT_HOOK" in lines[-2]  # says why plain `vot` would fail here
+
+
 def test_rasterization_matches_official_rule():
     assert rasterized_xywh([10.3, 20.0, 50.7, 60.0]) == (10, 20, 41, 40)
     assert rasterized_xywh([0.0, 0.0, 10.0, 10.0]) == (0, 0, 10, 10)  # covers pixels 0..9
