@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from run_cli import REPO, run_lorat
 
 HEAVY = ("torch", "timm", "cv2", "numpy", "safetensors", "matplotlib", "vot", "trax", "got10k")
@@ -73,12 +75,17 @@ def test_version():
     assert "version = attr: lorat_tracker.__version__" in (REPO / "setup.cfg").read_text()  # one source
 
 
-def test_public_names_load_lazily():
-    code = ("import sys, lorat_tracker; assert 'torch' not in sys.modules; "
-            "from lorat_tracker import LoRATTracker, LoRATError, build_model; import lorat_tracker as l; "
-            "assert all(getattr(l, n) for n in l.__all__) and 'torch' in sys.modules; print('ok')")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+def test_public_names_still_import():
+    # `import lorat_tracker` alone imports no torch (test_help_and_argument_errors_import_nothing_heavy);
+    # every public name still resolves, from the package and with `from lorat_tracker import ...`.
+    import lorat_tracker
+    from lorat_tracker import LoRATTracker, WeightsError  # noqa: F401
+
+    assert all(getattr(lorat_tracker, name) is not None for name in lorat_tracker.__all__)
+    assert set(lorat_tracker.__all__) <= set(dir(lorat_tracker))
+    assert LoRATTracker.__module__ == "lorat_tracker.tracker"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lorat_tracker.nope
 
 
 def test_install_hints_use_one_form():
