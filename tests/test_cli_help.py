@@ -101,3 +101,12 @@ def test_install_hints_use_one_form():
         assert extras and all(re.fullmatch(r"lorat-tracker\[\w+\]|attributee==[\d.]+", e) for e in extras), \
             (name, line)
         assert '.[' not in line and "-e " not in line, (name, line)
+
+
+def test_parser_constants_match_the_modules_they_stand_for():
+    # lorat_tracker.constants keeps copies-free plain values for the parser; they must stay true.
+    from lorat_tracker import constants, selftest, tracker
+    from lorat_tracker.config import available_variants
+
+    assert tracker.PRECISIONS is constants.PRECISIONS and selftest.TOLERANCE_PX == constants.TOLERANCE_PX
+    assert set(constants.VARIANTS) == {v for v in available_variants() if not v.startswith("tiny-")}

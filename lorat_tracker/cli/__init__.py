@@ -40,10 +40,10 @@ def help_text(doc: str) -> str:
 def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
     """--variant/--weights/--backbone and, with ``runtime``, --device/--precision: the same options,
     help and checks for every subcommand that loads a model (track, eval, export, vot register)."""
-    from ..constants import PRECISIONS
+    from ..constants import PRECISIONS, VARIANTS
 
     p.add_argument("--variant", metavar="V",
-                   help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file "
+                   help=f"model variant: {', '.join(VARIANTS)} or a variant YAML file "
                         "(not needed when --weights is a merged export from `lorat export`)")
     p.add_argument("--weights", metavar="W", required=True,
                    help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
