@@ -104,7 +104,7 @@ def test_install_hints_use_one_form():
 
 
 def test_parser_constants_match_the_modules_they_stand_for():
-    # lorat_tracker.constants keeps copies-free plain values for the parser; they must stay true.
+    # lorat_tracker.constants holds the plain values the parser needs; they must match the code that uses them.
     from lorat_tracker import constants, selftest, tracker
     from lorat_tracker.config import available_variants
 
