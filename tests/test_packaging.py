@@ -36,11 +36,15 @@ def test_wheel_carries_configs_and_selftest_data(tmp_path):
     # The VOT start-up hook: a .pth at the wheel's root (= the top of site-packages), the repository's file.
     hook = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
     assert hook.name in names and (site / hook.name).read_text() == hook.read_text()
-    code = ("import site, sys; site.addsitedir(%r); import lorat_tracker; "
+    # -S: no site-packages at start-up (where an installed copy's hook may run), then the wheel's
+    # folder processed as site-packages is: its .pth line must install the finder from the wheel's code.
+    code = ("import site, sys; assert not any(type(f).__name__ == 'VotFixFinder' for f in sys.meta_path); "
+            "site.addsitedir(%r); import lorat_tracker; "
             "assert lorat_tracker.__file__.startswith(%r), lorat_tracker.__file__; "
             "print(any(type(f).__name__ == 'VotFixFinder' for f in sys.meta_path))" % (str(site), str(site)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, LORAT_VOT_HOOK="1"),
-                         capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LORAT_VOT_HOOK")}
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
 
 
