@@ -3,9 +3,9 @@
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which sets
 ``func``). Building the parser imports nothing heavy: a subcommand module imports torch, timm, cv2 or
 a harness only inside the function that runs the command, so ``lorat --help``, ``lorat --version``
-and argument errors answer at once, and ``lorat selftest`` never imports the harness packages. Exit codes: 0 success, 1 the job ran but failed (e.g. a self-test
-deviation above tolerance), 2 a user mistake (bad argument, missing file, wrong weights),
-130 interrupted with Ctrl-C.
+and argument errors answer at once, and ``lorat selftest`` never imports the harness packages.
+Exit codes: 0 success, 1 the job ran but failed (e.g. a self-test deviation above tolerance), 2 a
+user mistake (bad argument, missing file, wrong weights), 130 interrupted with Ctrl-C.
 """
 from __future__ import annotations
 
