@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -145,8 +146,11 @@ class Config:
         return elapsed
 
 
-def measure(configs, rounds: int, record: bool, device: torch.device):
-    for r in range(rounds):
+def measure(configs, rounds: int, record: bool, device: torch.device, desc: str = "timing",
+            progress: bool = True):
+    # Progress on stderr: a B-224 run on a CPU takes minutes, and the table comes only at the end.
+    for r in tqdm(range(rounds), desc=desc, unit="round", file=sys.stderr, disable=not progress,
+                  dynamic_ncols=True):
         for cfg in configs:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -171,6 +175,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def precision_agreement(model, args, precision: str, frames, boxes) -> dict:
+    bar = tqdm(total=4 * (len(frames) - 1), desc=f"{precision} vs fp32 boxes", unit="frame", file=sys.stderr,
+               disable=not args.progress, dynamic_ncols=True)
     ref = LoRATTracker(model, device=args.device, precision="fp32")
     low = LoRATTracker(model, device=args.device, precision=precision)
     # Free-running: each precision follows its own predictions.
@@ -178,6 +184,7 @@ def precision_agreement(model, args, precision: str, frames, boxes) -> dict:
     for name, tr in (("fp32", ref), (precision, low)):
         tr.initialize(frames[0], boxes[0])
         out[name] = np.array([tr.track(f).box for f in frames[1:]])
+        bar.update(len(frames) - 1)
     free = iou(out["fp32"], out[precision])
     # Teacher-forced: the low-precision target crops from the fp32 state each frame.
     ref.initialize(frames[0], boxes[0])
@@ -187,6 +194,7 @@ def precision_agreement(model, args, precision: str, frames, boxes) -> dict:
         low.target.box = ref.target.box.copy()
         a, b = ref.track(f).box, low.track(f).box
         forced.append(iou(a[None], b[None])[0])
+    bar.update(len(frames) - 1)
     forced = np.array(forced)
     # Network-level agreement on identical inputs (crops around the true box): every cell's box,
     # not just the argmax one, so it stays meaningful when random weights give flat score maps.
@@ -206,6 +214,8 @@ def precision_agreement(model, args, precision: str, frames, boxes) -> dict:
         a, b = b32.reshape(-1, 4).double().cpu().numpy(), b16.reshape(-1, 4).double().cpu().numpy()
         cells.append(iou(np.c_[a[:, :2], a[:, 2:] - a[:, :2]], np.c_[b[:, :2], b[:, 2:] - b[:, :2]]))
         score_diff = max(score_diff, float((s32.sigmoid() - s16.sigmoid()).abs().max()))
+        bar.update(1)
+    bar.close()
     cells = np.concatenate(cells)
     return {"precision": precision, "frames": len(frames) - 1,
             "mean_cell_box_iou": float(cells.mean()), "min_cell_box_iou": float(cells.min()),
@@ -267,6 +277,7 @@ def main(argv=None) -> int:
                     help="synthetic frames for the low-precision vs fp32 box agreement (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_out", help="write the results here")
+    ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars on stderr")
     args = ap.parse_args(argv)
     args.compile = False if args.compile == "off" else args.compile
     if args.threads:
@@ -275,12 +286,14 @@ def main(argv=None) -> int:
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     batches = [int(b) for b in args.batch_size.split(",")]
 
+    print(f"building {args.variant} ({args.weights or 'random weights'}) ...", file=sys.stderr, flush=True)
     model = build_model(args)
     sequences = [render_sequence(max(args.frames + args.warmup, 8) + 1, seed=args.seed + i)
                  for i in range(max(batches))]
     configs = [Config(model, args, p, b, sequences) for b in batches for p in precisions]
-    measure(configs, args.warmup, record=False, device=device)
-    measure(configs, args.frames, record=True, device=device)
+    names = ", ".join(f"{c.precision}/b{c.batch}" for c in configs)
+    measure(configs, args.warmup, record=False, device=device, desc=f"warm-up ({names})", progress=args.progress)
+    measure(configs, args.frames, record=True, device=device, desc=f"timing ({names})", progress=args.progress)
     rows = [summarize(c) for c in configs]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 

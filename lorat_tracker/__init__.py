@@ -1,11 +1,23 @@
-"""LoRAT visual object tracker (ECCV 2024), number-for-number the official inference pipeline."""
-from .config import VariantConfig, available_variants, load_config
-from .errors import (ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
-                     NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
-from .tracker import FrameSizeWarning, LoRATTracker, Prediction, Target
-from .weights import build_model, export_merged, inspect_weights
+"""LoRAT visual object tracker (ECCV 2024), number-for-number the official inference pipeline.
+
+The public names below load on first use (PEP 562): ``from lorat_tracker import LoRATTracker`` works as
+always, while ``import lorat_tracker`` alone (what ``lorat --help`` and the VOT start-up hook do) does
+not import torch or timm.
+"""
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    "VariantConfig": "config", "available_variants": "config", "load_config": "config",
+    "ConfigError": "errors", "DatasetLayoutError": "errors", "InvalidBoxError": "errors",
+    "InvalidImageError": "errors", "LoRATError": "errors", "NotInitializedError": "errors",
+    "SourceError": "errors", "SourceNotFoundError": "errors", "WeightsError": "errors",
+    "WeightsNotFoundError": "errors",
+    "FrameSizeWarning": "tracker", "LoRATTracker": "tracker", "Prediction": "tracker", "Target": "tracker",
+    "build_model": "weights", "export_merged": "weights", "inspect_weights": "weights",
+}
 
 __all__ = [
     "LoRATTracker", "Prediction", "Target", "FrameSizeWarning", "VariantConfig", "load_config",
@@ -13,3 +25,27 @@ __all__ = [
     "InvalidBoxError", "InvalidImageError", "NotInitializedError", "WeightsError", "WeightsNotFoundError",
     "DatasetLayoutError", "SourceError", "SourceNotFoundError",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (this module runs at every start-up)
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .config import VariantConfig, available_variants, load_config
+    from .errors import (ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
+                         NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
+    from .tracker import FrameSizeWarning, LoRATTracker, Prediction, Target
+    from .weights import build_model, export_merged, inspect_weights

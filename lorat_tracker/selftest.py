@@ -8,14 +8,14 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .constants import TOLERANCE_PX
 from .video import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"
-# The reference fixtures' standard: the official pipeline's own boxes are float32 sums whose order
-# depends on the CPU's kernels (measured here: 1.6e-05 px on an AMD EPYC with AVX-512, 3.1e-05 px on
-# an Intel Xeon with AMX), so an exact match is not expected; a real pipeline difference (a crop off
-# by a pixel, a wrong window) moves boxes by far more than 1e-3 px.
-TOLERANCE_PX = 1e-3
+# TOLERANCE_PX (constants.py) is the reference fixtures' standard: the official pipeline's own boxes are
+# float32 sums whose order depends on the CPU's kernels (measured here: 1.6e-05 px on an AMD EPYC with
+# AVX-512, 3.1e-05 px on an Intel Xeon with AMX), so an exact match is not expected; a real pipeline
+# difference (a crop off by a pixel, a wrong window) moves boxes by far more than 1e-3 px.
 
 
 def describe_hardware(device="cpu") -> str:

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from .config import VariantConfig
+from .constants import PRECISIONS
 from .cropping import (CropParams, clip_box, nominal_crop_params, pixel_aligned_crop, search_crop_box,
                        template_mask)
 from .errors import ConfigError, InvalidBoxError, InvalidImageError, NotInitializedError
 from .model import LoRATModel
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 COMPILE_MODES = (False, True, "cudagraph", "inductor")
 
 

@@ -87,6 +87,27 @@ def test_compat_fixes_are_applied_and_idempotent(data):
     assert sorted(experiment.dataset.seq_names) == sorted(sd.OTB_NAMES)
 
 
+def test_missing_sequences_are_one_log_record_not_a_print_each(data, capsys, caplog):
+    # got10k prints "Warning: sequence Bird2 not exists." for each of the 97 OTB-2015 sequences a
+    # partial copy lacks; the integration turns them into one INFO record (the CLI and Python alike).
+    import logging
+
+    from got10k.datasets import OTB
+    from got10k.experiments import ExperimentOTB
+
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="lorat_tracker.integrations.got10k"):
+        ExperimentOTB(str(data["root"] / "otb"), version=2015, result_dir=str(data["root"] / "r"))
+    out = capsys.readouterr().out
+    assert "not exists" not in out, out[:500]
+    records = [r.getMessage() for r in caplog.records if r.name == "lorat_tracker.integrations.got10k"]
+    assert len(records) == 1, records
+    otb_missing = len(set(OTB._OTB__version_dict[2015]) - set(sd.OTB_NAMES))
+    assert records[0].startswith(f"OTB: {otb_missing} listed sequences are not under ") and "Bird2" in records[0]
+    assert all(f" {n}," not in records[0] and not records[0].endswith(n) for n in sd.OTB_NAMES)
+    assert OTB._check_integrity._lorat_quiet and OTB._check_integrity.__name__ == "_check_integrity"
+
+
 # ---------------------------------------------------------------- experiments, run + report
 
 def test_got10k_val_run_report_and_same_boxes_as_lorat_tracker(data, lorat, tmp_path):

@@ -1,4 +1,5 @@
-"""The bundled configs and self-test data are found after a non-editable install (from a wheel)."""
+"""The bundled configs and self-test data are found after a non-editable install (from a wheel), and
+both installs (wheel and editable) carry the VOT start-up hook at the top of site-packages."""
 from __future__ import annotations
 
 import os
@@ -31,3 +32,30 @@ def test_wheel_carries_configs_and_selftest_data(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "27"
+
+    # The VOT start-up hook: a .pth at the wheel's root (= the top of site-packages), the repository's file.
+    hook = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+    assert hook.name in names and (site / hook.name).read_text() == hook.read_text()
+    # -S: no site-packages at start-up (where an installed copy's hook may run), then the wheel's
+    # folder processed as site-packages is: its .pth line must install the finder from the wheel's code.
+    code = ("import site, sys; assert not any(type(f).__name__ == 'VotFixFinder' for f in sys.meta_path); "
+            "site.addsitedir(%r); import lorat_tracker; "
+            "assert lorat_tracker.__file__.startswith(%r), lorat_tracker.__file__; "
+            "print(any(type(f).__name__ == 'VotFixFinder' for f in sys.meta_path))" % (str(site), str(site)))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LORAT_VOT_HOOK")}
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_editable_install_carries_the_vot_hook(tmp_path):
+    # What `pip install -e .` installs (CI does that): setuptools' PEP 660 editable wheel of this checkout.
+    code = "import sys; from setuptools import build_meta; print(build_meta.build_editable(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / out.stdout.strip().splitlines()[-1]) as z:
+        names = z.namelist()
+        assert "lorat_tracker_vot_fixes.pth" in names, names
+        assert z.read("lorat_tracker_vot_fixes.pth").decode() == \
+            (REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth").read_text()

@@ -1,20 +1,24 @@
 """pytracking-style adapter: same boxes as the core tracker; the template files work the way pytracking loads them.
 
 pytracking is not installed (its PyPI namesake is another project): the test builds a stand-in checkout
-with the folder layout pytracking's ``Tracker`` imports from and replays its ``_track_sequence`` loop.
+with the folder layout pytracking's ``Tracker`` imports from, replays its ``_track_sequence`` loop, and
+checks the outputs against the contract pytracking's evaluation code states (``PytrackingContract``).
 """
 from __future__ import annotations
 
 import copy
 import importlib
 import sys
+import time
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 
 from synthetic import render_sequence
 
-from lorat_tracker.integrations.pytracking import LoRATPytracking, TrackerParams, install_templates, lorat_params
+from lorat_tracker.integrations.pytracking import (LoRATPytracking, TrackerParams, clear_network_cache,
+                                                   install_templates, lorat_params)
 from lorat_tracker.integrations.pytracking.__main__ import main as install_main
 from lorat_tracker import InvalidBoxError, NotInitializedError
 
@@ -35,12 +39,18 @@ def params_for(tiny_model) -> TrackerParams:
     return lorat_params(tiny_model.variant, str(tiny_model.weights), str(tiny_model.backbone), device="cpu")
 
 
+OUTPUT_KEYS = {"target_bbox", "object_presence_score", "time"}
+
+
 def test_same_boxes_as_core(sequence, core_predictions, tiny_model):
     tracker = LoRATPytracking(params_for(tiny_model))
     out = tracker.initialize(sequence.frames[0], {"init_bbox": list(sequence.boxes[0, 0])})
-    assert set(out) == {"time"}
+    assert set(out) == OUTPUT_KEYS  # the same keys as track(): pytracking's wrapper and writer need them
+    assert out["target_bbox"] == sequence.boxes[0, 0].tolist() and out["object_presence_score"] == 1.0
+    assert all(type(v) is float for v in out["target_bbox"]) and type(out["time"]) is float
     for frame, expected in zip(sequence.frames[1:], core_predictions):
         out = tracker.track(frame)
+        assert set(out) == OUTPUT_KEYS
         assert isinstance(out["target_bbox"], list) and len(out["target_bbox"]) == 4
         assert out["target_bbox"] == expected.box.tolist()  # floats, unrounded, bit for bit
         assert out["object_presence_score"] == expected.score
@@ -56,6 +66,146 @@ def test_mistakes(sequence, tiny_model):
     with pytest.raises(InvalidBoxError, match="MultiObjectWrapper"):
         tracker.initialize(sequence.frames[0], {"init_bbox": OrderedDict({1: [10, 10, 20, 20]})})
     assert tracker.predicts_segmentation_mask() is False
+
+
+# ------------------------------------------------------------------ pytracking's evaluation contract
+
+class PytrackingContract:
+    """What pytracking's evaluation code reads from a tracker's outputs, restated (visionml/pytracking,
+    ``pytracking/evaluation/{multi_object_wrapper,tracker,running}.py``; pytracking cannot be installed
+    in CI, and its GPL code is not copied here):
+
+    * ``MultiObjectWrapper`` runs one tracker per object; it gives an ``initialize()`` output the
+      defaults ``target_bbox`` (the init box), ``time`` and ``segmentation`` (the init mask, None for
+      boxes), a ``track()`` output the default ``time``; ``default_merge`` then reads EVERY key of the
+      first object's output from every object's output: ``{key: {obj_id: out[key]}}``.
+    * ``Tracker._track_sequence`` keeps, per frame, each of ``target_bbox``, ``time``, ``segmentation``,
+      ``object_presence_score`` that the (merged) output has; frame 0's defaults are the init box and
+      score ``1.0``.
+    * ``running._save_tracker_output`` looks at frame 0's value of each key: a dict means one file per
+      object; values go through ``np.array(...).astype(int)`` (boxes) or ``.astype(float)`` (scores, times).
+    """
+
+    KEYS = ("target_bbox", "time", "segmentation", "object_presence_score")
+
+    def __init__(self, make_tracker):
+        self.make_tracker = make_tracker
+        self.trackers = OrderedDict()
+        self.output = {k: [] for k in self.KEYS}
+
+    @staticmethod
+    def _defaults(out, defaults):
+        out = dict(out or {})
+        for key, val in defaults.items():
+            if out.get(key) is None:
+                out[key] = val
+        return out
+
+    @staticmethod
+    def _merge(out_all):
+        first = next(iter(out_all.values()))
+        return {key: {obj: out[key] for obj, out in out_all.items()}  # KeyError = pytracking's crash
+                for key in first if key != "segmentation"}
+
+    def _store(self, out, defaults):
+        for key in self.KEYS:
+            val = out.get(key, defaults.get(key))
+            if key in out or val is not None:
+                self.output[key].append(val)
+
+    def frame(self, image, new_boxes):
+        """One frame: track the objects already there, then initialise ``new_boxes`` {obj_id: box}."""
+        out_all = OrderedDict()
+        for obj, tracker in self.trackers.items():
+            out_all[obj] = self._defaults(tracker.track(image, {}), {"time": 0.0})
+        for obj, box in new_boxes.items():
+            self.trackers[obj] = self.make_tracker()
+            out = self.trackers[obj].initialize(image, {"init_bbox": box, "object_ids": [obj]})
+            out_all[obj] = self._defaults(out, {"target_bbox": box, "time": 0.0, "segmentation": None})
+        first_frame = not self.output["time"]
+        self._store(self._merge(out_all), {"object_presence_score": 1.0} if first_frame else {})
+
+    def written(self):
+        """The arrays running._save_tracker_output writes: {(key, obj_id or None): array}."""
+        files = {}
+        for key, data in self.output.items():
+            if not data or key == "segmentation":
+                continue
+            kind = int if key == "target_bbox" else float
+            if isinstance(data[0], dict):
+                per_object = {}
+                for frame_values in data:
+                    for obj, v in frame_values.items():
+                        per_object.setdefault(obj, []).append(v)
+                for obj, values in per_object.items():
+                    files[key, obj] = np.array(values).astype(kind)
+            else:
+                files[key, None] = np.array(data).astype(kind)  # TypeError on a dict among floats
+        return files
+
+
+def test_multi_object_runs_through_pytracking_contract(sequence, tiny_model):
+    two = render_sequence(num_frames=6, size_wh=(320, 240), num_objects=2, seed=11)
+    params = params_for(tiny_model)
+    make = lambda: LoRATPytracking(params)  # noqa: E731  (pytracking: base_tracker_class(params))
+    box = lambda obj, t: two.boxes[obj - 1, t].tolist()  # noqa: E731
+
+    # An object that appears mid-sequence (the wrapper initialises it while it tracks the other).
+    late = PytrackingContract(make)
+    for t, frame in enumerate(two.frames):
+        late.frame(frame, {1: box(1, 0)} if t == 0 else {2: box(2, 3)} if t == 3 else {})
+    files = late.written()
+    assert files["target_bbox", 1].shape == (6, 4) and files["target_bbox", 2].shape == (3, 4)
+    assert files["object_presence_score", 1].shape == (6,) and files["object_presence_score", 2][0] == 1.0
+    assert files["time", 2].shape == (3,)
+    np.testing.assert_array_equal(files["target_bbox", 2][0], np.array(box(2, 3)).astype(int))
+
+    # All objects from frame 0: frame 0's scores must be per object too.
+    both = PytrackingContract(make)
+    for t, frame in enumerate(two.frames):
+        both.frame(frame, {1: box(1, 0), 2: box(2, 0)} if t == 0 else {})
+    files = both.written()
+    assert {k for k in files} == {(key, obj) for key in ("target_bbox", "object_presence_score", "time")
+                                  for obj in (1, 2)}
+    assert all(files["object_presence_score", obj].shape == (6,) for obj in (1, 2))
+
+    # Single-object mode: the tracker's own outputs, no wrapper.
+    single = PytrackingContract(make)
+    single._merge = lambda out_all: next(iter(out_all.values()))
+    for t, frame in enumerate(sequence.frames):
+        single.frame(frame, {1: list(sequence.boxes[0, 0])} if t == 0 else {})
+    files = single.written()
+    assert files["target_bbox", None].shape == (10, 4) and files["object_presence_score", None].shape == (10,)
+
+
+def test_network_loads_once_per_process_and_outside_the_clock(sequence, tiny_model, monkeypatch):
+    from lorat_tracker import LoRATTracker
+
+    clear_network_cache()
+    loads = []
+    original = LoRATTracker.from_pretrained.__func__
+
+    def slow_load(cls, *args, **kwargs):
+        loads.append(args)
+        time.sleep(0.5)  # what reading a real checkpoint costs, at least
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(LoRATTracker, "from_pretrained", classmethod(slow_load))
+    params = params_for(tiny_model)
+    trackers = [LoRATPytracking(params) for _ in range(3)]  # pytracking: a new tracker per sequence
+    for tracker in trackers:
+        out = tracker.initialize(sequence.frames[0], {"init_bbox": list(sequence.boxes[0, 0])})
+        assert out["time"] < 0.5, "initialize() timed the network loading"
+    assert len(loads) == 1
+    assert trackers[0].tracker.model is trackers[2].tracker.model
+    assert trackers[0].tracker is not trackers[1].tracker  # each has its own target state
+    trackers[1].track(sequence.frames[1])
+    assert trackers[0].tracker.target.box.tolist() != trackers[1].tracker.target.box.tolist()
+    # Another device / precision / weights file is another network.
+    LoRATPytracking(lorat_params(tiny_model.variant, str(tiny_model.weights), str(tiny_model.backbone),
+                                 device="cpu", precision="bf16")).initialize_features()
+    assert len(loads) == 2
+    clear_network_cache()
 
 
 def test_deepcopy_shares_the_network(sequence, tiny_model, core_predictions):
@@ -108,10 +258,10 @@ def test_templates_run_like_pytracking(checkout, sequence, core_predictions, tin
     monkeypatch.setenv("LORAT_WEIGHTS", str(tiny_model.weights))
     monkeypatch.setenv("LORAT_BACKBONE", str(tiny_model.backbone))
     monkeypatch.setenv("LORAT_DEVICE", "cpu")
+    monkeypatch.setenv("LORAT_VARIANT", tiny_model.variant)  # the test-size model instead of the released one
     params = importlib.import_module("pytracking.parameter.lorat.b378").parameters()
-    assert (params.weights, params.backbone, params.device) == \
-        (str(tiny_model.weights), str(tiny_model.backbone), "cpu")
-    params.variant = tiny_model.variant  # the test-size model instead of the released one
+    assert (params.variant, params.weights, params.backbone, params.device) == \
+        (tiny_model.variant, str(tiny_model.weights), str(tiny_model.backbone), "cpu")
 
     tracker = tracker_class(params)
     tracker.visdom = None
@@ -123,3 +273,26 @@ def test_templates_run_like_pytracking(checkout, sequence, core_predictions, tin
         prev_output = OrderedDict(out)
         boxes.append(out["target_bbox"])
     assert boxes[1:] == [p.box.tolist() for p in core_predictions]
+
+
+def test_export_parameter_file_takes_the_exports_own_variant(checkout, sequence, core_predictions, tiny_model,
+                                                              tmp_path, monkeypatch):
+    # A merged export of a variant no parameter file names (here the test-size one) runs as `lorat export`.
+    from lorat_tracker import build_model, export_merged
+    from lorat_tracker.errors import ConfigError
+
+    merged = tmp_path / "tiny-merged.safetensors"
+    export_merged(build_model(tiny_model.variant, weights=tiny_model.weights, backbone=tiny_model.backbone,
+                              device="cpu"), merged)
+    export_params = importlib.import_module("pytracking.parameter.lorat.export")
+    monkeypatch.delenv("LORAT_WEIGHTS", raising=False)
+    with pytest.raises(ConfigError, match="LORAT_WEIGHTS"):
+        export_params.parameters()
+    monkeypatch.setenv("LORAT_WEIGHTS", str(merged))
+    monkeypatch.setenv("LORAT_DEVICE", "cpu")
+    params = export_params.parameters()
+    assert params.variant is None and params.weights == str(merged) and params.backbone is None
+    tracker = importlib.import_module("pytracking.tracker.lorat").get_tracker_class()(params)
+    tracker.initialize(sequence.frames[0], {"init_bbox": list(sequence.boxes[0, 0])})
+    boxes = [tracker.track(f)["target_bbox"] for f in sequence.frames[1:]]
+    np.testing.assert_allclose(boxes, [p.box.tolist() for p in core_predictions], atol=1e-4)

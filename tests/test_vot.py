@@ -51,6 +51,48 @@ def lorat(*args, **kw):
     return run(sys.executable, "-m", "lorat_tracker", *args, **kw)
 
 
+HOOK_PTH = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+# What site.py does with a .pth in site-packages, done explicitly (for a checkout not installed with pip).
+RUN_WITH_HOOK = ("import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
+                 "runpy.run_module('vot', run_name='__main__', alter_sys=True)")
+
+
+@pytest.fixture(scope="session")
+def plain_vot(tmp_path_factory):
+    """`vot` as users run it once lorat-tracker is installed: the interpreter's start-up runs the
+    hook's .pth line from site-packages. After `pip install -e .` of this checkout (CI) that is plain
+    `python -m vot`; where the installed copy is another checkout, the start-up runs this checkout's
+    .pth file through site.addsitedir, the call site.py makes for site-packages, then `vot`'s main."""
+    probe = run(sys.executable, "-c", "import sys, lorat_tracker; print(any(type(f).__name__ == 'VotFixFinder' "
+                "for f in sys.meta_path)); print(lorat_tracker.__file__)", cwd=tmp_path_factory.mktemp("probe"))
+    hooked, package = probe.stdout.split()
+    if hooked == "True" and Path(package).resolve().is_relative_to(REPO):
+        return vot
+    site_dir = tmp_path_factory.mktemp("site")
+    (site_dir / HOOK_PTH.name).write_text(HOOK_PTH.read_text())
+
+    def vot_with_hook(*args, **kw):
+        env = dict(_env(), PYTHONPATH=str(REPO))
+        return subprocess.run([sys.executable, "-c", RUN_WITH_HOOK, str(site_dir), *map(str, args)],
+                              env=env, capture_output=True, text=True, timeout=kw.get("timeout", 600))
+
+    return vot_with_hook
+
+
+HOOK_PROBE = """
+import site, sys
+mode = sys.argv[2]
+site.addsitedir(sys.argv[1])                      # runs the .pth line, as at start-up
+from lorat_tracker.integrations.vot import hook
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"vot", "torch", "numpy", "attributee", "trax"})
+if mode == "other-version":
+    hook.installed_vot_version = lambda: "0.9.1"  # a toolkit without the bugs: the hook leaves it alone
+import vot.experiment.multistart as ms, vot.experiment.multirun as mr, vot.tracker as tr
+print(loaded, hook.is_installed(), ms.MultiStartExperiment.execute.__module__,
+      mr.SupervisedExperiment.execute.__module__, tr.RealtimeTrackerRuntime.update.__module__)
+"""
+
+
 def ok(proc: subprocess.CompletedProcess) -> str:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -149,13 +191,34 @@ def test_box_stack_plain_vot_matches_core_tracker(box_ws, tiny_model):
         assert conf.shape == (10,) and np.all((conf >= 0) & (conf <= 1))
 
 
-def test_box_stack_multistart_and_realtime_with_lorat_vot(box_ws):
-    """`lorat vot` runs vot2022/shorttermbox's baseline and realtime (broken in plain 0.9.0)."""
+def test_start_up_hook_patches_vot_0_9_0_when_imported_and_nothing_else(tmp_path):
+    (tmp_path / HOOK_PTH.name).write_text(HOOK_PTH.read_text())
+    env = dict(_env(), PYTHONPATH=str(REPO))
+    answers = {}
+    for mode, extra in (("on", {}), ("off", {"LORAT_VOT_HOOK": "0"}), ("other-version", {})):
+        proc = subprocess.run([sys.executable, "-c", HOOK_PROBE, str(tmp_path), mode], env={**env, **extra},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        answers[mode] = proc.stdout.split()
+    fixed = "lorat_tracker.integrations.vot.compat"
+    # Start-up imports nothing of the toolkit (or torch): the finder waits for `import vot`.
+    assert answers["on"] == ["[]", "True", fixed, fixed, fixed]
+    assert answers["off"][1:] == ["False", "vot.experiment.multistart", "vot.experiment.multirun", "vot.tracker"]
+    assert answers["other-version"][1:] == answers["off"][1:]  # and the finder removed itself
+
+
+def test_box_stack_multistart_with_plain_vot_and_realtime_with_lorat_vot(box_ws, plain_vot):
+    """Plain `vot evaluate` runs vot2022/shorttermbox's multistart baseline (which fails in plain 0.9.0
+    with `ObjectQuery.state must be a Region`) thanks to the start-up hook; `lorat vot evaluate` then
+    runs what is left (realtime), with the fixes applied in-process."""
     res = box_ws / "results" / ID
     if not (res / "unsupervised").is_dir():  # when this test runs alone
         ok(vot("evaluate", "--workspace", box_ws, "--experiments", "unsupervised", ID))
     logfile = box_ws / "logs" / f"{ID}.tracker.log"
     seen = len(logfile.read_text())
+    ok(plain_vot("evaluate", "--workspace", box_ws, "--experiments", "baseline", ID))
+    assert {p.name for p in (res / "baseline" / "box1").glob("*.bin")} == {"box1_00000000.bin", "box1_00000009.bin"}
+    assert not (res / "realtime").exists()
     ok(lorat("vot", "evaluate", "--workspace", box_ws, ID))
     # No `vot` handshake key: one process per (experiment, sequence) serves both anchors.
     new_log = logfile.read_text()[seen:]
@@ -336,6 +399,24 @@ def test_register_updates_own_section_and_keeps_others(tmp_path, tiny_model):
     import yaml
 
     assert yaml.safe_load((ws / "config.yaml").read_text())["registry"] == ["./trackers.ini"]
+
+
+def test_register_names_the_command_that_works_here(tmp_path, tiny_model, monkeypatch):
+    from lorat_tracker.integrations.vot import hook
+    from lorat_tracker.integrations.vot.registration import register
+
+    write_box_sequences(tmp_path / "src", count=1, num_frames=3)
+    from lorat_tracker.integrations.vot.workspace import create_workspace
+
+    ws = create_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=tmp_path / "src", log=lambda *_: None)
+    for hooked, command in ((True, "run it:   vot evaluate --workspace"),
+                            (False, "run it:   lorat vot evaluate --workspace")):
+        monkeypatch.setattr(hook, "is_installed", lambda: hooked)
+        lines = []
+        register(ws, tiny_model.variant, tiny_model.weights, tiny_model.backbone, name=ID, check=False,
+                 log=lines.append)
+        assert any(line.startswith(command) for line in lines), lines
+    assert "LORAT_VOT_HOOK" in lines[-2]  # says why plain `vot` would fail here
 
 
 def test_rasterization_matches_official_rule():

@@ -1,10 +1,11 @@
 """``lorat``: the command line, the composition root of the project.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which sets
-``func``). Modules are imported only when the command line is parsed, so ``lorat selftest`` never
-imports the harness packages. Exit codes: 0 success, 1 the job ran but failed (e.g. a self-test
-deviation above tolerance), 2 a user mistake (bad argument, missing file, wrong weights),
-130 interrupted with Ctrl-C.
+``func``). Building the parser imports nothing heavy: a subcommand module imports torch, timm, cv2 or
+a harness only inside the function that runs the command, so ``lorat --help``, ``lorat --version``
+and argument errors answer at once, and ``lorat selftest`` never imports the harness packages.
+Exit codes: 0 success, 1 the job ran but failed (e.g. a self-test deviation above tolerance), 2 a
+user mistake (bad argument, missing file, wrong weights), 130 interrupted with Ctrl-C.
 """
 from __future__ import annotations
 
@@ -49,13 +50,18 @@ class UsageError(Exception):
     """A user mistake found by a subcommand: printed as one line, exit code 2."""
 
 
+def help_text(doc: str) -> str:
+    """A module docstring as ``--help`` text: RST literals (double backquotes) become `single` ones."""
+    return re.sub(r"``(.+?)``", r"`\1`", doc.strip("\n"), flags=re.S)
+
+
 def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
     """--variant/--weights/--backbone and, with ``runtime``, --device/--precision: the same options,
     help and checks for every subcommand that loads a model (track, eval, export, vot register)."""
-    from ..tracker import PRECISIONS
+    from ..constants import PRECISIONS, VARIANTS
 
     p.add_argument("--variant", metavar="V",
-                   help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file "
+                   help=f"model variant: {', '.join(VARIANTS)} or a variant YAML file "
                         "(not needed when --weights is a merged export from `lorat export`)")
     p.add_argument("--weights", metavar="W", required=True,
                    help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
@@ -76,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  lorat selftest\n  lorat track video.mp4 --box 10,20,50,40 --variant B-224 "
                "--weights base.bin --backbone dinov2_vitb14_pretrain.pth\n\nRun 'lorat COMMAND --help' for more.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"lorat-tracker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     seen = set()

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from . import UsageError, add_model_arguments
+from . import UsageError, add_model_arguments, help_text
 
 BENCHMARK_HELP = """benchmarks (BENCHMARK) and the --root layout each expects:
   got10k-val    ROOT/val/list.txt, ROOT/val/<seq>/{00000001.jpg..., groundtruth.txt, meta_info.ini, cover.label...}
@@ -43,7 +43,7 @@ Run it again to resume: sequences with a result file are not tracked again (dele
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="run a benchmark (GOT-10k, LaSOT, TrackingNet, OTB, ...) and report its scores",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=help_text(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", metavar="BENCHMARK", help="got10k-val, got10k-test, lasot, lasot-ext, trackingnet, "
                                                           "tnl2k, otb, uav123 or nfs (layouts below)")
     p.add_argument("--root", required=True, metavar="DIR", help="the dataset's root folder")
@@ -237,7 +237,7 @@ def _import_integration():
     except ImportError as e:
         if e.name and e.name.split(".")[0] in ("got10k", "six", "shapely", "PIL", "wget", "fire"):
             raise UsageError(f"lorat eval needs the GOT-10k toolkit ({e.name} is missing) - "
-                             "pip install 'lorat-tracker[got10k]'") from None
+                             "install it with: pip install \"lorat-tracker[got10k]\"") from None
         raise
     return got10k
 

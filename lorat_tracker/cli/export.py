@@ -1,9 +1,6 @@
 """``lorat export`` and ``lorat info``: make one self-contained weights file, and say what a file is.
 
-``export`` merges the LoRA into the backbone (what loading does anyway) and writes a single
-safetensors file carrying the variant's configuration: afterwards ``--weights merged.safetensors``
-alone is enough (no --variant, no --backbone, no network). ``info`` reads any weights file LoRAT users
-have and reports its variant, format, parameter count, LoRA rank/alpha and whether a backbone is needed.
+The two ``--help`` descriptions are EXPORT_DESCRIPTION and INFO_DESCRIPTION below.
 """
 from __future__ import annotations
 
@@ -15,6 +12,16 @@ import time
 
 from ..io import same_file
 from . import UsageError, add_model_arguments
+
+EXPORT_DESCRIPTION = """\
+lorat export: merge the LoRA into the backbone (what loading does anyway) and write one safetensors
+file that carries the variant's configuration. Afterwards `--weights merged.safetensors` alone is
+enough: no --variant, no --backbone, no network."""
+
+INFO_DESCRIPTION = """\
+lorat info: say what a weights file is. Reads any weights file LoRAT users have (the released .bin, a
+training model.safetensors, a merged export from `lorat export`, a DINOv2 backbone) and reports its
+variant, format, parameter count, LoRA rank/alpha and whether it needs a --backbone."""
 
 EXPORT_EPILOG = """\
 example:
@@ -30,14 +37,14 @@ examples:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="merge LoRA and backbone into one self-contained weights file",
-                       description=__doc__, epilog=EXPORT_EPILOG,
+                       description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p, runtime=False)
     p.add_argument("--out", required=True, metavar="merged.safetensors", help="the file to write (safetensors)")
     p.set_defaults(func=run_export)
 
     q = sub.add_parser("info", help="which variant and format a weights file is; whether it needs a backbone",
-                       description=__doc__, epilog=INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=INFO_DESCRIPTION, epilog=INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("file", metavar="FILE", help="any weights file: released .bin, model.safetensors, merged "
                                                 "export or a DINOv2 backbone")
     q.add_argument("--json", action="store_true", help="print the fields as JSON instead of text")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..selftest import TOLERANCE_PX, describe_hardware, run_selftest
+from ..constants import TOLERANCE_PX
+from . import help_text
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("selftest", help="check this installation against the official pipeline's outputs",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="example:\n  lorat selftest --device cpu")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "auto"),
@@ -28,6 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..selftest import describe_hardware, run_selftest
     from ..tracker import resolve_device
 
     print(f"measured on {describe_hardware(resolve_device(args.device))}, precision {args.precision}")

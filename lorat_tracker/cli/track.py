@@ -13,10 +13,8 @@ import time
 import warnings
 from typing import List
 
-import numpy as np
-
 from ..io import same_file
-from . import EXIT_INTERRUPTED, UsageError, add_model_arguments
+from . import EXIT_INTERRUPTED, UsageError, add_model_arguments, help_text
 
 EPILOG = """\
 examples:
@@ -36,7 +34,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("track", help="track one object in a video, a folder of frames or a camera",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=help_text(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE",
                    help="a video file (anything OpenCV reads), a folder of frames, a quoted glob such as "
                         "'img/*.jpg', a camera index (0) or a stream URL")
@@ -108,6 +106,7 @@ def format_line(box, score: float) -> str:
 def draw_box(rgb: np.ndarray, box, score: float, index: int) -> np.ndarray:
     """A BGR copy of ``rgb`` with the box (nearest integer corners), the score and the frame index."""
     import cv2
+    import numpy as np
 
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     height, width = bgr.shape[:2]
@@ -189,6 +188,7 @@ def refuse_overwriting_inputs(args, source_files: List[str]) -> None:
 # ---------------------------------------------------------------------------------------------- run
 
 def run(args) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from ..config import load_config

@@ -243,12 +243,10 @@ def _build(key: str, root: str, result_dir: str, report_dir: str, sequences):
         return ExperimentTrackingNet(root, "TEST", result_dir=result_dir, report_dir=report_dir, sequences=sequences)
     elif key == "otb":
         ds.check_otb(root, 2015)
-        with contextlib.redirect_stdout(io.StringIO()):  # "sequence X not exists" for each missing one
-            experiment = ExperimentOTB(root, version=2015, result_dir=result_dir, report_dir=report_dir)
+        experiment = ExperimentOTB(root, version=2015, result_dir=result_dir, report_dir=report_dir)
     elif key == "uav123":
         ds.check_uav123(root, "UAV123")
-        with contextlib.redirect_stdout(io.StringIO()):
-            experiment = ExperimentUAV123(root, version="UAV123", result_dir=result_dir, report_dir=report_dir)
+        experiment = ExperimentUAV123(root, version="UAV123", result_dir=result_dir, report_dir=report_dir)
     elif key == "nfs":
         ds.check_nfs(root, 30)
         experiment = ExperimentNfS(root, fps=30, result_dir=result_dir, report_dir=report_dir)

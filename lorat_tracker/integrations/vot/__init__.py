@@ -4,6 +4,7 @@
 * ``lorat vot register`` - writes the workspace's ``trackers.ini`` entry (``registration``).
 * ``lorat vot workspace`` - builds a workspace that never downloads (``workspace``).
 * ``lorat vot ARGS...`` - the ``vot`` command with 0.9.0's multistart/realtime bugs patched (``compat``).
+* plain ``vot`` - the same patches, applied by a start-up hook when the toolkit is imported (``hook``).
 
 Importing this package imports neither ``vot`` nor ``trax``; each module imports them when used.
 """

@@ -3,7 +3,9 @@
     lorat vot register --workspace WS --variant B-224 --weights W [--backbone B] [--name ID] ...
     lorat vot workspace --workspace WS --stack STACK (--sequences DIR | --demo N)
     lorat vot ARGS...          the `vot` command (evaluate, analysis, report, test, pack, ...) with
-                               vot-toolkit 0.9.0's multistart/realtime bugs fixed in-process
+                               vot-toolkit 0.9.0's multistart/realtime/supervised bugs fixed in-process
+                               (plain `vot` gets the same fixes from lorat-tracker's start-up hook),
+                               no update check, and exit status 1 when the tracker fails
 
 Nothing here imports ``vot`` or ``trax`` until a command runs, so ``lorat`` works without them.
 """
@@ -30,8 +32,12 @@ def _register_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="lorat vot register",
-        description="Write (or update) the LoRAT entry of a VOT workspace's trackers.ini, keeping the other "
-                    "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT.",
+        description="Write (or update) the LoRAT entry of a VOT workspace's trackers.ini, keeping the other\n"
+                    "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT on any bundled stack:\n"
+                    "installing lorat-tracker adds a start-up hook that fixes vot-toolkit 0.9.0's multistart,\n"
+                    "realtime and supervised experiments whenever `vot` is imported (LORAT_VOT_HOOK=0 turns it\n"
+                    "off). `lorat vot evaluate ...` is the same command with the fixes applied in-process, no\n"
+                    "update check and a non-zero exit status when the tracker fails.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  lorat vot register --workspace vot-ws --variant B-224 --weights base.bin \\\n"
                "      --backbone dinov2_vitb14_pretrain.pth --name LoRAT_B224 --device cuda\n"
@@ -81,7 +87,7 @@ def _need_vot() -> None:
         import trax  # noqa: F401
         import vot  # noqa: F401
     except ImportError as e:
-        raise UsageError(f"the VOT toolkit is not installed ({e}) - install it with: pip install -e \".[vot]\"") from None
+        raise UsageError(f"the VOT toolkit is not installed ({e}) - install it with: pip install \"lorat-tracker[vot]\"") from None
     except TypeError as e:
         raise UsageError(f"`import vot` fails ({e}) - pin attributee: pip install \"attributee==0.1.9\"") from None
 
@@ -89,7 +95,9 @@ def _need_vot() -> None:
 def run(args) -> int:
     argv = list(args.vot_args)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage:\n" + USAGE + "\n\n`lorat vot register --help`, `lorat vot workspace --help`, "
+        from lorat_tracker.cli import help_text
+
+        print("usage:\n" + help_text(USAGE) + "\n\n`lorat vot register --help`, `lorat vot workspace --help`, "
               "`lorat vot --help-vot` (the toolkit's own help)")
         return 0
     if argv[0] == "--help-vot":

@@ -16,7 +16,9 @@
   ``list.properties`` (multi-object tracker): ``SupervisedExperiment.execute`` is replaced by a
   corrected copy that passes lists, unwraps the answer and accepts the realtime wrapper.
 
-``run_vot(argv)`` is the ``vot`` command line with these fixes, no update check (it would reach
+Plain ``vot`` gets the same fixes from the start-up hook (``hook``: a ``.pth`` file that the
+installation puts into site-packages) when vot-toolkit 0.9.0 is imported. ``run_vot(argv)`` is the
+``vot`` command line with these fixes, no update check (it would reach
 GitHub) and an exit status that reports errors (``vot`` itself exits 0 after a tracker error).
 """
 from __future__ import annotations
@@ -166,21 +168,40 @@ def _realtime_update(self, frame, new=None):
     return status, time
 
 
+def _patch_tracker(module) -> None:
+    """V2, V3 on ``vot.tracker``."""
+    if "run" not in module.RealtimeTrackerRuntime.__dict__:
+        module.RealtimeTrackerRuntime.run = module.OnlineTrackerRuntime.run   # V2
+    module.RealtimeTrackerRuntime.update = _realtime_update                  # V3
+
+
+def _patch_multistart(module) -> None:
+    module.MultiStartExperiment.execute = _multistart_execute                 # V1
+
+
+def _patch_multirun(module) -> None:
+    module.SupervisedExperiment.execute = _supervised_execute                 # V4
+
+
+# toolkit module -> the fix applied to it (each idempotent); the start-up hook (``hook``) applies
+# them as the modules are imported, ``apply()`` imports them all and applies them at once.
+PATCHES = {
+    "vot.tracker": _patch_tracker,
+    "vot.experiment.multistart": _patch_multistart,
+    "vot.experiment.multirun": _patch_multirun,
+}
+
+
 def apply() -> None:
     """Apply V0-V4 (idempotent). Call before running toolkit code."""
     global _applied
     if _applied:
         return
     _fix_attributee()
-    from vot.experiment.multirun import SupervisedExperiment
-    from vot.experiment.multistart import MultiStartExperiment
-    from vot.tracker import OnlineTrackerRuntime, RealtimeTrackerRuntime
+    import importlib
 
-    MultiStartExperiment.execute = _multistart_execute                      # V1
-    if "run" not in RealtimeTrackerRuntime.__dict__:
-        RealtimeTrackerRuntime.run = OnlineTrackerRuntime.run                # V2
-    RealtimeTrackerRuntime.update = _realtime_update                         # V3
-    SupervisedExperiment.execute = _supervised_execute                       # V4
+    for name, patch in PATCHES.items():
+        patch(importlib.import_module(name))
     _applied = True
 
 

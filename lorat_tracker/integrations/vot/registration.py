@@ -1,4 +1,5 @@
-"""``lorat vot register``: one ``trackers.ini`` entry that makes plain ``vot evaluate WS ID`` work.
+"""``lorat vot register``: one ``trackers.ini`` entry that makes plain ``vot evaluate WS ID`` work
+(on every bundled stack once lorat-tracker is installed: see ``hook``).
 
 The entry runs ``<this interpreter> -m lorat_tracker.integrations.vot`` over TraX (``protocol = traxpython``), with
 the model settings as ``env_LORAT_VOT_*`` variables, ``paths`` pointing at the directory that holds
@@ -210,6 +211,14 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     ini = workspace / "trackers.ini"
     replaced = upsert_section(ini, name, render_section(name, entries))
     log(f"{'updated' if replaced else 'registered'} tracker {name} in {ini}")
-    log(f"run it:   vot evaluate --workspace {workspace} {name}")
+    from .hook import plain_vot_works
+
+    if plain_vot_works(stack_experiment_types(workspace, config)):
+        log(f"run it:   vot evaluate --workspace {workspace} {name}")
+    else:
+        log(f"run it:   lorat vot evaluate --workspace {workspace} {name}")
+        log("          (plain `vot evaluate` fails on this stack's multistart/supervised experiments with "
+            "vot-toolkit 0.9.0 unless lorat-tracker's start-up hook loads, and this Python does not load it: "
+            "install lorat-tracker with pip, e.g. pip install \"lorat-tracker[vot]\", and leave LORAT_VOT_HOOK unset)")
     log(f"tracker log: {entries['env_LORAT_VOT_LOG']} (crash output: {logs}/{name}_<time>.log)")
     return name

@@ -1,7 +1,9 @@
 """LoRAT-g-378: the released giant-378.bin on the DINOv2 dinov2_vitg14_pretrain.pth.
 
-Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE, or edit the defaults below. Without a backbone
-file timm downloads the DINOv2 weights on first use; a merged export made by `lorat export` needs none.
+Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE / LORAT_PRECISION, or edit the defaults below.
+Without a backbone file timm downloads the DINOv2 weights on first use. A merged export made by
+`lorat export` needs no backbone; for an export of another variant use the `export` parameter file
+(or set LORAT_VARIANT).
 """
 from lorat_tracker.integrations.pytracking import params_from_env
 

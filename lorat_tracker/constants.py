@@ -1,0 +1,8 @@
+"""Plain values the command line needs to build its parser, kept apart so that ``lorat --help`` and
+argument errors import nothing heavy (torch, timm, cv2 load only when a command runs)."""
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+VARIANTS = ("B-224", "B-378", "L-224", "L-378", "g-224", "g-378")  # the released models
+
+TOLERANCE_PX = 1e-3  # lorat selftest: largest box deviation from the official pipeline's outputs

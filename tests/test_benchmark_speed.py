@@ -1,0 +1,20 @@
+"""benchmarks/speed.py reports progress while it runs (a B-224 run on a CPU takes minutes)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from run_cli import REPO
+
+
+def test_speed_benchmark_shows_progress_on_stderr():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "speed.py"), "--variant", "tiny-mlp-224",
+                           "--precision", "fp32,bf16", "--frames", "2", "--warmup", "1", "--iou-frames", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = proc.stderr.replace("\r", "\n")
+    assert "building tiny-mlp-224" in err
+    assert "warm-up (fp32/b1, bf16/b1): 100%" in err and "1/1" in err
+    assert "timing (fp32/b1, bf16/b1): 100%" in err and "2/2" in err
+    assert "bf16 vs fp32 boxes: 100%" in err and "8/8" in err
+    assert "FPS" in proc.stdout and "100%" not in proc.stdout  # the table stays clean on stdout
