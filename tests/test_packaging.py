@@ -59,3 +59,24 @@ def test_editable_install_carries_the_vot_hook(tmp_path):
         assert "lorat_tracker_vot_fixes.pth" in names, names
         assert z.read("lorat_tracker_vot_fixes.pth").decode() == \
             (REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth").read_text()
+
+
+def test_hook_line_is_silent_without_the_hook_module(tmp_path):
+    """The .pth line runs at every Python start-up: a lorat_tracker on sys.path that lacks the hook
+    (an older checkout on PYTHONPATH) must neither print site.py's error nor fail; with the hook
+    module present the finder is installed."""
+    hook = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    (site_dir / hook.name).write_text(hook.read_text())
+    old = tmp_path / "old" / "lorat_tracker"
+    old.mkdir(parents=True)
+    (old / "__init__.py").write_text("")
+    code = ("import site, sys; sys.path.insert(0, %r); site.addsitedir(%r); "
+            "print(any(type(f).__name__ == 'VotFixFinder' for f in sys.meta_path))")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LORAT_VOT_HOOK")}
+    for first, expected in ((old.parent, "False"), (REPO, "True")):
+        out = subprocess.run([sys.executable, "-S", "-c", code % (str(first), str(site_dir))], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert out.stdout.strip() == expected

@@ -1,9 +1,11 @@
 """Start-up hook: plain ``vot`` gets lorat's vot-toolkit 0.9.0 fixes (``compat``) without ``lorat vot``.
 
 Installing lorat-tracker puts one file into site-packages, ``lorat_tracker_vot_fixes.pth`` (see
-setup.py), whose single line Python runs at every start-up::
-
-    import lorat_tracker.integrations.vot.hook as h; h.install()
+setup.py), whose single line Python runs at every start-up: it calls ``install()`` below when the
+``lorat_tracker`` that this Python finds has this module. The check (``importlib.util.find_spec``, which
+imports nothing) keeps start-up quiet when another copy of lorat_tracker without the hook comes first
+on ``sys.path`` (an older checkout on PYTHONPATH): site.py would print an error for a failing line
+at every start of every Python program.
 
 ``install()`` only appends a finder to ``sys.meta_path``: nothing of the toolkit, torch or lorat's
 tracker is imported, and the finder returns at once for every module name but ``vot`` and the
