@@ -2,7 +2,9 @@
 from .config import VariantConfig, available_variants, load_config
 from .errors import (ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
                      NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
-from .tracker import FrameSizeWarning, LoRATTracker, Prediction, Target
+from .segmentation import (BoxToMask, SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError,
+                           SegmentationError)
+from .tracker import FrameSizeWarning, LoRATTracker, MaskFallbackWarning, Prediction, Target
 from .weights import build_model, export_merged, inspect_weights
 
 __version__ = "0.1.0"
@@ -12,4 +14,6 @@ __all__ = [
     "available_variants", "build_model", "export_merged", "inspect_weights", "LoRATError", "ConfigError",
     "InvalidBoxError", "InvalidImageError", "NotInitializedError", "WeightsError", "WeightsNotFoundError",
     "DatasetLayoutError", "SourceError", "SourceNotFoundError",
+    "BoxToMask", "SamCheckpointError", "SamCheckpointNotFoundError", "SamNotInstalledError", "SegmentationError",
+    "MaskFallbackWarning",
 ]
