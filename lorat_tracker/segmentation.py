@@ -68,8 +68,11 @@ class SegmentationError(LoRATError, RuntimeError):
 
 
 def import_segment_anything():
+    import importlib
+
     try:
-        import segment_anything.build_sam as build_sam  # noqa: F401
+        # Not `import segment_anything.build_sam as m`: the package exports a function named build_sam.
+        build_sam = importlib.import_module("segment_anything.build_sam")
     except ImportError as e:
         raise SamNotInstalledError(f"masks need the segment-anything package ({e}) - install it with: "
                                    f"{INSTALL_HINT}") from None
@@ -268,6 +271,13 @@ def as_boxes_xyxy(boxes, box_format: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- the refiner
 
+def _check_precision_device(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type == "cpu":
+        # Measured: the tiny SAM took 100+ s per frame in fp16 on this CPU against 3 s in fp32.
+        raise ConfigError("SAM precision fp16 is for CUDA; torch's CPU fp16 kernels are ~30x slower than fp32 - "
+                          "use fp32 (the official masks) or bf16 on the CPU")
+
+
 class BoxToMask:
     """SAM turning boxes into masks exactly as the official LoRAT pipeline (see the module doc).
 
@@ -283,6 +293,7 @@ class BoxToMask:
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown SAM precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.device = resolve_device(device)
+        _check_precision_device(precision, self.device)
         self.precision = precision
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.name = name
@@ -307,6 +318,7 @@ class BoxToMask:
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown SAM precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         dev = resolve_device(device)
+        _check_precision_device(precision, dev)
         import_segment_anything()  # a missing package is reported before the (slow) read
         state, arch = read_sam_checkpoint(checkpoint)
         if asked is not None and arch.model_type != asked:
