@@ -152,7 +152,11 @@ def read_sam_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], SamArchitecture]
     try:
         wf = read_weights_file(path)
     except WeightsError as e:
-        raise SamCheckpointError(f"SAM checkpoint: {e}") from None
+        text = str(e)
+        if "\n" in text or "weights_only" in text:  # torch's multi-line unpickler text: one line of ours instead
+            text = (f"cannot read {path}: the file is corrupt, truncated or not a tensor checkpoint (it is read "
+                    "with torch.load(weights_only=True), which runs no pickled code) - download it again")
+        raise SamCheckpointError(f"SAM checkpoint: {text}") from None
     state = wf.tensors
     arch = detect_architecture(state, path)
     for k, v in state.items():
