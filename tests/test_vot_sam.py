@@ -208,3 +208,19 @@ def test_bad_sam_registration_gives_one_clear_line(tmp_path, tiny_model, sam_fil
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lorat vot: error:") and expected in err[0], err
     assert not (ws / "trackers.ini").exists()
+
+
+def test_demo_workspace_with_mask_ground_truth(tmp_path):
+    """`lorat vot workspace --demo N --demo-masks`: the toolkit's cow sequences with VOTS-style mask
+    ground truth (the cow's silhouette where the toolkit pasted it)."""
+    from vot.region import Mask
+    from vot.workspace import Workspace
+
+    from lorat_tracker.integrations.vot.workspace import create_workspace
+
+    ws = create_workspace(tmp_path / "ws", "vots2026/main", demo=1, demo_objects=2, demo_length=2, demo_masks=True,
+                          log=lambda *_: None)
+    seq = Workspace.load(str(ws)).dataset["demo1"]
+    for obj in seq.objects():
+        region = seq.object(obj)[0]
+        assert isinstance(region, Mask) and 0 < region.mask.sum() < region.mask.size

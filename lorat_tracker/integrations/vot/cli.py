@@ -80,6 +80,8 @@ def _workspace_parser() -> argparse.ArgumentParser:
     src.add_argument("--demo", type=int, metavar="N", help="N synthetic sequences (the toolkit's moving cow)")
     p.add_argument("--demo-objects", type=int, default=1, help="objects per demo sequence (default 1)")
     p.add_argument("--demo-length", type=int, default=30, help="frames per demo sequence (default 30)")
+    p.add_argument("--demo-masks", action="store_true",
+                   help="demo ground truth as masks (the cow's silhouette, as in VOTS) instead of rectangles")
     p.add_argument("--copy", action="store_true", help="copy the sequence files instead of linking them")
     return p
 
@@ -122,7 +124,8 @@ def run(args) -> int:
         from .workspace import create_workspace
 
         create_workspace(a.workspace, a.stack, sequences=a.sequences, demo=a.demo or 0,
-                         demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy)
+                         demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy,
+                         demo_masks=a.demo_masks)
         return 0
     _need_vot()
     from .compat import run_vot
