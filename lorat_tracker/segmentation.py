@@ -301,6 +301,7 @@ class BoxToMask:
         self.precision = precision
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.name = name
+        self.architecture = detect_architecture(sam.state_dict(), name)
         self.sam = sam.to(self.device).eval()
         if self.dtype != torch.float32:
             # The prompt encoder stays float32 (its Fourier features would lose the box); its outputs are cast.
@@ -332,14 +333,12 @@ class BoxToMask:
         sam = build_sam_from_state(state, arch, os.fspath(checkpoint))
         del state
         name = f"SAM {arch.model_type or 'custom'} ({os.path.basename(os.fspath(checkpoint))})"
-        refiner = cls(sam, device=dev, precision=precision, name=name)
-        refiner.architecture = arch
-        return refiner
+        return cls(sam, device=dev, precision=precision, name=name)
 
     @property
     def model_type(self) -> Optional[str]:
-        arch = getattr(self, "architecture", None)
-        return arch.model_type if arch is not None else None
+        """"vit_b", "vit_l", "vit_h", or None for another SAM size (such as the tests' tiny one)."""
+        return self.architecture.model_type
 
     # ---------------------------------------------------------------------------------------- use
 
