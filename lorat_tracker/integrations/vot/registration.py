@@ -291,6 +291,7 @@ def _check_masks(masks: str, sam_checkpoint, sam_type, sam_precision: str, devic
     build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
     del state
     if asked is not None and arch.model_type != asked:
+        other = f" or --sam-type {arch.model_type}" if arch.model_type else ""
         raise SamCheckpointError(f"--sam-checkpoint {path} is {arch.describe()}, but --sam-type {asked} was given - "
-                                 f"pass the {CHECKPOINT_NAMES[asked]} file or --sam-type {arch.model_type or ''}".rstrip())
+                                 f"pass the {CHECKPOINT_NAMES[asked]} file{other}")
     return arch
