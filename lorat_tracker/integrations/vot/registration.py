@@ -22,10 +22,11 @@ from lorat_tracker.errors import ConfigError, LoRATError, WeightsNotFoundError
 IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
 DEFAULT_TIMEOUT_S = 300
 MASK_MODES = ("none", "sam")
-# --masks sam: seconds of SAM per object per frame used for the default timeout (benchmarks/sam_speed.py:
-# fp32 on a 2-core CPU shared with other jobs; CUDA not measured here, a generous guess). The timeout
-# covers a frame of SAM_TIMEOUT_OBJECTS objects three times over, on top of the tracker's own 300 s.
-SAM_SECONDS_PER_OBJECT = {"cpu": {"vit_b": 12.0, "vit_l": 35.0, "vit_h": 70.0, None: 12.0},
+# --masks sam: seconds of SAM per object per frame used for the default timeout. CPU: measured with
+# benchmarks/sam_speed.py (fp32, 2-core AMD EPYC shared with other jobs, so on the slow side); other
+# SAM sizes (tests' tiny one) count as ViT-B. CUDA: not measured here (no GPU), a generous guess.
+# The timeout covers a frame of SAM_TIMEOUT_OBJECTS objects three times over, plus the tracker's 300 s.
+SAM_SECONDS_PER_OBJECT = {"cpu": {"vit_b": 70.0, "vit_l": 200.0, "vit_h": 215.0, None: 70.0},
                           "cuda": {"vit_b": 0.2, "vit_l": 0.4, "vit_h": 0.6, None: 0.6}}
 SAM_TIMEOUT_OBJECTS = 20
 
@@ -34,7 +35,7 @@ def default_timeout(masks: str, sam_type: Optional[str], device_type: str) -> in
     """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam."""
     if masks != "sam":
         return DEFAULT_TIMEOUT_S
-    per_object = SAM_SECONDS_PER_OBJECT.get(device_type, SAM_SECONDS_PER_OBJECT["cpu"]).get(sam_type, 70.0)
+    per_object = SAM_SECONDS_PER_OBJECT.get(device_type, SAM_SECONDS_PER_OBJECT["cpu"])[sam_type]
     return int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * per_object)
 
 
