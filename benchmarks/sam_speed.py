@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -89,18 +90,27 @@ def disagreement(masks, reference) -> float:
     return 100.0 * diff / max(on, 1)
 
 
-def tracker_time(variant: str, device, warmup: int, repeats: int) -> float:
-    """Seconds per frame of LoRATTracker.track (one target, random weights, fp32)."""
-    from speed import build_model, render_sequence
+class TrackerClock:
+    """LoRATTracker.track of one target (random weights, fp32), timed next to each refiner call: on a
+    shared machine the load drifts, and the ratio of two back-to-back timings cancels most of it."""
 
-    from lorat_tracker.tracker import LoRATTracker
+    def __init__(self, variant: str, device):
+        from speed import build_model, render_sequence
 
-    args = argparse.Namespace(weights=None, backbone=None, variant=variant, seed=0)
-    tracker = LoRATTracker(build_model(args), device=device, precision="fp32")
-    frames, boxes = render_sequence(warmup + repeats + 1)
-    tracker.initialize(frames[0], boxes[0])
-    it = iter(frames[1:])
-    return time_calls(lambda: tracker.track(next(it)), warmup, repeats, device)
+        from lorat_tracker.tracker import LoRATTracker
+
+        args = argparse.Namespace(weights=None, backbone=None, variant=variant, seed=0)
+        self.tracker = LoRATTracker(build_model(args), device=device, precision="fp32")
+        self.frames, boxes = render_sequence(16)
+        self.tracker.initialize(self.frames[0], boxes[0])
+        self.device, self.k = device, 0
+
+    def frame(self, calls: int = 3) -> float:
+        """Median seconds of ``calls`` tracker frames."""
+        def one():
+            self.k = self.k % (len(self.frames) - 1) + 1
+            self.tracker.track(self.frames[self.k])
+        return time_calls(one, 0, calls, self.device)
 
 
 def fixture_agreement(precision: str, device) -> dict:
@@ -145,11 +155,14 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     image, boxes = scene(args.objects)
     out = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)},
+                       "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
+                       "load_average_at_start": list(os.getloadavg())},
            "objects_per_frame": args.objects, "warmup": args.warmup, "repeats": args.repeats, "refiner": []}
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), {device}, {args.objects} object(s)/frame")
-    if args.tracker_variant:
-        t = tracker_time(args.tracker_variant, device, max(args.warmup, 1), max(args.repeats, 3))
+    clock = TrackerClock(args.tracker_variant, device) if args.tracker_variant else None
+    if clock:
+        clock.frame(1)  # warm-up
+        t = clock.frame(5)
         out["tracker"] = {"variant": args.tracker_variant, "precision": "fp32", "seconds_per_frame": t}
         print(f"tracker {args.tracker_variant} fp32: {t:.3f} s/frame")
     for model_type in args.types.split(","):
@@ -167,9 +180,21 @@ def main(argv=None) -> int:
             def call():
                 masks["out"] = refiner(image, boxes, on_failure="box")
 
-            t = time_calls(call, args.warmup, args.repeats, device)
+            for _ in range(args.warmup):
+                call()
+            times, ratios = [], []
+            for _ in range(args.repeats):
+                before = clock.frame() if clock else None
+                t = time_calls(call, 0, 1, device)
+                after = clock.frame() if clock else None
+                times.append(t)
+                if clock:
+                    ratios.append(t / args.objects / ((before + after) / 2))
+            t = statistics.median(times)
             row = {"model_type": model_type, "precision": precision, "seconds_per_frame": t,
                    "seconds_per_object_per_frame": t / args.objects}
+            if ratios:
+                row["object_time_over_tracker_frame"] = statistics.median(ratios)
             if precision == "fp32":
                 reference = masks["out"]
             elif reference is not None:
@@ -177,6 +202,8 @@ def main(argv=None) -> int:
             out["refiner"].append(row)
             extra = (f", {row['differing_pct_vs_fp32_random_weights']:.2f} % of mask pixels differ from fp32"
                      if "differing_pct_vs_fp32_random_weights" in row else "")
+            if ratios:
+                extra += f", {row['object_time_over_tracker_frame']:.1f}x a {args.tracker_variant} tracker frame"
             print(f"{model_type} {precision}: {t / args.objects:.2f} s per object per frame{extra}", flush=True)
             del refiner, module
         del sam
@@ -186,6 +213,7 @@ def main(argv=None) -> int:
             print(f"fixture (tiny SAM, {row['masks']} official masks) {row['precision']}: "
                   f"{row['differing_pct_of_on_pixels']:.3f} % of mask pixels differ, worst mask "
                   f"{row['worst_mask_pct']:.2f} %, {row['masks_identical']} identical")
+    out["machine"]["load_average_at_end"] = list(os.getloadavg())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
