@@ -262,14 +262,15 @@ def as_boxes_xyxy(boxes, box_format: str) -> np.ndarray:
     if b.ndim != 2 or (b.size and b.shape[1] != 4):
         raise InvalidBoxError(f"boxes must have shape (N, 4) ({box_format}), got {b.shape}")
     b = b.reshape(-1, 4)
+    given = b.copy()
     if box_format == "xywh":
         b = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1)
     for k, box in enumerate(b):
         if not np.all(np.isfinite(box)):
-            raise InvalidBoxError(f"box {k} {boxes[k] if len(b) > 1 else box.tolist()} contains NaN or infinity")
+            raise InvalidBoxError(f"box {k} {given[k].tolist()} ({box_format}) contains NaN or infinity")
         if not (box[2] > box[0] and box[3] > box[1]):
-            raise InvalidBoxError(f"box {k} has no area (width or height <= 0): {np.asarray(boxes).tolist()!r} "
-                                  f"({box_format}) - SAM needs a box with area")
+            raise InvalidBoxError(f"box {k} {given[k].tolist()} ({box_format}) has no area (width or height <= 0) "
+                                  "- SAM needs a box with area")
     return b
 
 

@@ -11,6 +11,10 @@ per step: ``targets = [tracker.new_target(image, box) for box in boxes]`` then
 ``tracker.step(targets, image)`` (one image for all) or ``tracker.step(targets, [im1, im2, ...])``
 (one image per target). Each ``Target`` carries its own template, mask, padding colour and box.
 
+Masks (VOTS): ``LoRATTracker.from_pretrained(..., masks=BoxToMask.from_pretrained("sam_vit_h_4b8939.pth"))``
+makes every prediction carry ``.mask`` (bool (H, W)), SAM's mask of the box exactly as the official
+pipeline; the box alone drives tracking (``lorat_tracker.segmentation``).
+
 Frames of another size than the target's first frame are accepted: the box stays in pixel
 coordinates (exactly what the official pipeline does) and a ``FrameSizeWarning`` is issued once.
 """
