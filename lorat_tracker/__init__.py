@@ -17,6 +17,9 @@ _LAZY = {
     "WeightsNotFoundError": "errors",
     "FrameSizeWarning": "tracker", "LoRATTracker": "tracker", "Prediction": "tracker", "Target": "tracker",
     "build_model": "weights", "export_merged": "weights", "inspect_weights": "weights",
+    "MaskFallbackWarning": "tracker",
+    "BoxToMask": "segmentation", "SamCheckpointError": "segmentation", "SamCheckpointNotFoundError": "segmentation",
+    "SamNotInstalledError": "segmentation", "SegmentationError": "segmentation",
 }
 
 __all__ = [
@@ -24,6 +27,8 @@ __all__ = [
     "available_variants", "build_model", "export_merged", "inspect_weights", "LoRATError", "ConfigError",
     "InvalidBoxError", "InvalidImageError", "NotInitializedError", "WeightsError", "WeightsNotFoundError",
     "DatasetLayoutError", "SourceError", "SourceNotFoundError",
+    "BoxToMask", "SamCheckpointError", "SamCheckpointNotFoundError", "SamNotInstalledError", "SegmentationError",
+    "MaskFallbackWarning",
 ]
 
 
@@ -47,5 +52,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .config import VariantConfig, available_variants, load_config
     from .errors import (ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
                          NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
-    from .tracker import FrameSizeWarning, LoRATTracker, Prediction, Target
+    from .segmentation import (BoxToMask, SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError,
+                               SegmentationError)
+    from .tracker import FrameSizeWarning, LoRATTracker, MaskFallbackWarning, Prediction, Target
     from .weights import build_model, export_merged, inspect_weights

@@ -11,6 +11,10 @@ per step: ``targets = [tracker.new_target(image, box) for box in boxes]`` then
 ``tracker.step(targets, image)`` (one image for all) or ``tracker.step(targets, [im1, im2, ...])``
 (one image per target). Each ``Target`` carries its own template, mask, padding colour and box.
 
+Masks (VOTS): ``LoRATTracker.from_pretrained(..., masks=BoxToMask.from_pretrained("sam_vit_h_4b8939.pth"))``
+makes every prediction carry ``.mask`` (bool (H, W)), SAM's mask of the box exactly as the official
+pipeline; the box alone drives tracking (``lorat_tracker.segmentation``).
+
 Frames of another size than the target's first frame are accepted: the box stays in pixel
 coordinates (exactly what the official pipeline does) and a ``FrameSizeWarning`` is issued once.
 """
@@ -36,13 +40,39 @@ from .model import LoRATModel
 COMPILE_MODES = (False, True, "cudagraph", "inductor")
 
 
-class Prediction(NamedTuple):
+class _PredictionFields(NamedTuple):
     box: np.ndarray   # 0-based [x, y, w, h] float64, image pixels
     score: float      # the network's (un-penalised) confidence at the chosen cell
 
 
+class Prediction(_PredictionFields):
+    """``(box, score)``, plus ``mask``: bool (H, W) when the tracker has a mask refiner, else None.
+
+    The mask is an attribute, not a third tuple field, so ``box, score = tracker.track(image)``
+    keeps working.
+    """
+    mask: Optional[np.ndarray] = None
+
+    def __new__(cls, box, score, mask: Optional[np.ndarray] = None):
+        self = super().__new__(cls, box, score)
+        if mask is not None:
+            self.mask = mask
+        return self
+
+    def __reduce__(self):
+        return (type(self), (self.box, self.score, self.mask))
+
+    def __repr__(self) -> str:
+        extra = "" if self.mask is None else f", mask=<bool {self.mask.shape[0]}x{self.mask.shape[1]}>"
+        return f"Prediction(box={self.box!r}, score={self.score!r}{extra})"
+
+
 class FrameSizeWarning(UserWarning):
     """A frame whose size differs from the target's first frame."""
+
+
+class MaskFallbackWarning(UserWarning):
+    """The mask refiner gave no mask for a target (non-finite logits, out of memory): its box is used."""
 
 
 class CompileWarning(UserWarning):
@@ -156,8 +186,9 @@ def check_compile_mode(compile) -> None:
 class LoRATTracker:
     """Stateful single-target wrapper plus a batched multi-target ``step``."""
 
-    def __init__(self, model: LoRATModel, device=None, precision: str = "auto", compile=False):
+    def __init__(self, model: LoRATModel, device=None, precision: str = "auto", compile=False, masks=None):
         self.device = resolve_device(device)
+        self.masks = _check_refiner(masks)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
         self.model = model.to(self.device).eval()
@@ -175,8 +206,12 @@ class LoRATTracker:
 
     @classmethod
     def from_pretrained(cls, variant, weights=None, backbone=None, device=None, precision: str = "auto",
-                        compile=False) -> "LoRATTracker":
+                        compile=False, masks=None) -> "LoRATTracker":
         """Build from released weights: ``variant`` ("B-224", a YAML path, or None for a merged export).
+
+        ``masks``: a box-to-mask refiner (``lorat_tracker.segmentation.BoxToMask``, SAM as in the
+        official VOTS pipeline); then every prediction of ``track`` / ``step`` carries a ``mask``.
+        The box alone drives tracking. Also settable later as ``tracker.masks``.
 
         ``compile`` (opt-in, CUDA only): True / "cudagraph" replays one captured CUDA graph per batch
         size (same kernels as eager, no per-kernel launch cost); "inductor" uses
@@ -187,8 +222,9 @@ class LoRATTracker:
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
         check_compile_mode(compile)
+        _check_refiner(masks)
         return cls(build_model(variant, weights=weights, backbone=backbone, device=dev), dev, precision,
-                   compile=compile)
+                   compile=compile, masks=masks)
 
     # ------------------------------------------------------------------ single target
 
@@ -197,7 +233,8 @@ class LoRATTracker:
         self._target = self.new_target(image, box)
 
     def track(self, image) -> Prediction:
-        """Locate the target in the next frame: ``Prediction(box=[x, y, w, h], score)``."""
+        """Locate the target in the next frame: ``Prediction(box=[x, y, w, h], score)`` (+ ``.mask``
+        when the tracker has a mask refiner)."""
         if self._target is None:
             raise NotInitializedError("track() called before initialize(image, box)")
         return self.step([self._target], [image])[0]
@@ -225,7 +262,11 @@ class LoRATTracker:
 
     def step(self, targets: Sequence[Target], images: Union[np.ndarray, Sequence[np.ndarray]]
              ) -> List[Prediction]:
-        """Track every target one frame with one batched forward; updates the targets in place."""
+        """Track every target one frame with one batched forward; updates the targets in place.
+
+        With a mask refiner (``masks=``), each prediction also carries the mask of its target's box,
+        all targets that share a frame through one refiner call.
+        """
         if len(targets) == 0:
             return []
         if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
@@ -262,7 +303,26 @@ class LoRATTracker:
             if box[2] > box[0] and box[3] > box[1]:
                 tgt.box = box
             results.append(Prediction(xyxy_to_xywh(box), float(score)))
+        if self.masks is not None:
+            results = self._add_masks(targets, frames, results)
         return results
+
+    def _add_masks(self, targets, frames, results) -> List[Prediction]:
+        """The refiner on each target's state box (the official pipeline's box), one call per frame."""
+        groups = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(id(frame), []).append(i)
+        masks = [None] * len(targets)
+        for indices in groups.values():
+            frame = frames[indices[0]]
+            boxes = np.stack([targets[i].box for i in indices])
+            out = self.masks(frame, boxes, box_format="xyxy", on_failure="box")
+            for k, reason in getattr(self.masks, "last_failures", []):
+                warnings.warn(f"no mask for target {indices[k]} ({reason}); its box is used as the mask",
+                              MaskFallbackWarning, stacklevel=3)
+            for i, m in zip(indices, out):
+                masks[i] = m
+        return [Prediction(p.box, p.score, m) for p, m in zip(results, masks)]
 
     # ------------------------------------------------------------------ helpers
 
@@ -308,6 +368,13 @@ class LoRATTracker:
                           f"{tgt.frame_size[1]}; the box is kept in pixel coordinates and clipped to the "
                           "new frame", FrameSizeWarning, stacklevel=3)
             tgt.size_warned = True
+
+
+def _check_refiner(masks):
+    if masks is not None and not callable(masks):
+        raise ConfigError(f"masks must be a box-to-mask refiner such as lorat_tracker.segmentation.BoxToMask "
+                          f"(or None), got {type(masks).__name__}")
+    return masks
 
 
 def low_precision_weights(model: LoRATModel, dtype: torch.dtype) -> LoRATModel:

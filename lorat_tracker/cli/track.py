@@ -1,7 +1,9 @@
 """``lorat track``: follow one object through a video, a folder of frames, a glob or a camera.
 
 Writes one line per frame, ``x,y,w,h,score`` (0-based pixels, top-left corner, floats); the first line
-is the --box itself with score 1. Optionally writes the frames with the box drawn (--video).
+is the --box itself with score 1. Optionally writes the frames with the box drawn (--video) and, with
+``--masks sam``, SAM's mask of each box (as the official LoRAT VOTS pipeline) as one PNG per frame
+(--mask-dir) and as an overlay in --video.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ examples:
       --backbone dinov2_vitb14_pretrain.pth > boxes.txt
   lorat track 'seq/img/*.jpg' --box 120,80,60,40 --start 100 --end 199 --weights merged.safetensors
   lorat track 0 --box 200,150,80,80 --weights merged.safetensors --device cuda   (camera 0; Ctrl-C stops)
+  lorat track clip.mp4 --box 120,80,60,40 --weights merged.safetensors --masks sam \\
+      --sam-checkpoint sam_vit_h_4b8939.pth --mask-dir masks/ --video annotated.mp4
 
 output: one line per frame, x,y,w,h,score (0-based x,y): the first line is frame START (the --box,
 score 1), the next one frame START+1, and so on.
@@ -51,6 +55,17 @@ def add_parser(sub) -> None:
                    help="where to write the boxes (default: standard output)")
     p.add_argument("--video", metavar="annotated.mp4",
                    help=f"also write the frames with the box and score drawn ({', '.join(VIDEO_CODECS)})")
+    p.add_argument("--masks", default="none", choices=("none", "sam"),
+                   help="sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
+                        "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)")
+    p.add_argument("--sam-checkpoint", metavar="FILE",
+                   help="Meta's SAM checkpoint: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth")
+    p.add_argument("--sam-type", choices=("vit_b", "vit_l", "vit_h"), help="check that --sam-checkpoint is this size")
+    p.add_argument("--sam-precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+    p.add_argument("--mask-dir", metavar="DIR",
+                   help="with --masks sam: write one mask per frame, DIR/<frame index, 8 digits>.png, "
+                        "8-bit gray, 255 = object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -103,12 +118,18 @@ def format_line(box, score: float) -> str:
     return f"{x:.3f},{y:.3f},{w:.3f},{h:.3f},{score:.4f}"
 
 
-def draw_box(rgb: np.ndarray, box, score: float, index: int) -> np.ndarray:
-    """A BGR copy of ``rgb`` with the box (nearest integer corners), the score and the frame index."""
+MASK_COLOR_BGR = np.array([255, 0, 255], dtype=np.float32)  # magenta next to the green box
+
+
+def draw_box(rgb: np.ndarray, box, score: float, index: int, mask: np.ndarray = None) -> np.ndarray:
+    """A BGR copy of ``rgb`` with the mask overlay (if any), the box (nearest integer corners), the score
+    and the frame index."""
     import cv2
     import numpy as np
 
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if mask is not None and mask.any():
+        bgr[mask] = (0.55 * bgr[mask] + 0.45 * MASK_COLOR_BGR).astype(np.uint8)
     height, width = bgr.shape[:2]
     thick = max(2, round(min(width, height) / 300))
     x, y, w, h = (float(v) for v in box)
@@ -155,6 +176,50 @@ class VideoOutput:
 
     def close(self) -> None:
         self.writer.release()
+
+
+def write_mask_png(mask_dir: str, index: int, mask: np.ndarray) -> str:
+    """``mask_dir/<index:08d>.png`` (0 / 255), written atomically with the umask's permissions."""
+    import cv2
+
+    path = os.path.join(mask_dir, f"{index:08d}.png")
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    if not ok:
+        raise UsageError(f"cannot encode the mask of frame {index} as PNG")
+    tmp = os.path.join(mask_dir, f".{index:08d}.png.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:  # plain open: the umask decides the mode (mkstemp would leave 0600)
+        f.write(data.tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def _check_mask_options(args) -> None:
+    if args.masks != "sam":
+        given = [flag for flag, value in (("--mask-dir", args.mask_dir), ("--sam-checkpoint", args.sam_checkpoint),
+                                          ("--sam-type", args.sam_type)) if value]
+        if given:
+            raise UsageError(f"{given[0]} is used only with --masks sam - add --masks sam")
+        return
+    if not args.sam_checkpoint:
+        raise UsageError("--masks sam needs --sam-checkpoint FILE (Meta's sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth "
+                         "or sam_vit_b_01ec64.pth)")
+    if not os.path.isfile(args.sam_checkpoint):
+        raise UsageError(f"--sam-checkpoint {args.sam_checkpoint} does not exist - download Meta's SAM checkpoint "
+                         "and pass its path")
+    if not args.mask_dir and not args.video:
+        raise UsageError("--masks sam needs --mask-dir DIR and/or --video FILE: nowhere to put the masks")
+    if args.mask_dir and os.path.exists(args.mask_dir) and not os.path.isdir(args.mask_dir):
+        raise UsageError(f"--mask-dir {args.mask_dir} is a file: pass a folder")
+
+
+def _load_refiner(args, device):
+    from ..segmentation import BoxToMask, SamCheckpointError
+
+    refiner = BoxToMask.from_pretrained(args.sam_checkpoint, device=device, precision=args.sam_precision)
+    if args.sam_type and refiner.model_type != args.sam_type:
+        raise SamCheckpointError(f"--sam-checkpoint {args.sam_checkpoint} is {refiner.architecture.describe()}, but "
+                                 f"--sam-type {args.sam_type} was given")
+    return refiner
 
 
 def _make_parent(path: str, option: str) -> None:
@@ -205,6 +270,11 @@ def run(args) -> int:
         load_config(args.variant)  # an unknown variant fails now, not after reading the video
     if args.video:
         video_codec(args.video)
+    _check_mask_options(args)
+    if args.masks == "sam":
+        from ..segmentation import import_segment_anything
+
+        import_segment_anything()  # not installed: say so before reading the video
 
     source = open_source(args.source)
     try:
@@ -231,6 +301,12 @@ def run(args) -> int:
 
         tracker = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
                                                device=args.device, precision=args.precision)
+        refiner = _load_refiner(args, tracker.device) if args.masks == "sam" else None
+        if args.mask_dir:
+            try:
+                os.makedirs(args.mask_dir, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"--mask-dir {args.mask_dir}: cannot create it ({e.strerror})") from None
         if args.output:
             _make_parent(args.output, "--output")
             out_file = open(args.output, "w", encoding="utf-8")
@@ -256,22 +332,29 @@ def run(args) -> int:
             bar.write(f"lorat track: warning: {message}", file=sys.stderr)
 
         done, first_index, last_index, interrupted, pipe_closed = 0, index, index, False, False
+        masks_written = 0
         t0 = time.perf_counter()
         try:
             warnings.showwarning = show_warning
             tracker.initialize(image, box)
             pred_box, score = np.asarray(box, dtype=np.float64), 1.0
+            mask = refiner(image, [box], on_failure="box")[0] if refiner is not None else None
+            tracker.masks = refiner  # from now on every prediction carries its mask
             while True:
                 emit(format_line(pred_box, score))
+                if args.mask_dir:
+                    write_mask_png(args.mask_dir, index, mask)
+                    masks_written += 1
                 if video is not None:
-                    video.write(draw_box(image, pred_box, score, index))
+                    video.write(draw_box(image, pred_box, score, index, mask))
                 done, last_index = done + 1, index
                 bar.update(1)
                 nxt = next(frames, None)
                 if nxt is None:
                     break
                 index, image = nxt
-                pred_box, score = tracker.track(image)
+                prediction = tracker.track(image)
+                pred_box, score, mask = prediction.box, prediction.score, prediction.mask
         except KeyboardInterrupt:
             interrupted = True
         except BrokenPipeError:
@@ -294,6 +377,8 @@ def run(args) -> int:
     outputs = [f"boxes -> {args.output}" if args.output else "boxes -> stdout"]
     if video is not None:
         outputs.append(f"video -> {args.video} ({video.frames} frames)")
+    if args.mask_dir:
+        outputs.append(f"masks -> {args.mask_dir} ({masks_written} PNGs)")
     if pipe_closed:
         return 0
     status = "interrupted: kept " if interrupted else ""

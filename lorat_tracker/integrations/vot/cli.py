@@ -41,13 +41,26 @@ def _register_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  lorat vot register --workspace vot-ws --variant B-224 --weights base.bin \\\n"
                "      --backbone dinov2_vitb14_pretrain.pth --name LoRAT_B224 --device cuda\n"
-               "  vot evaluate --workspace vot-ws LoRAT_B224")
+               "  vot evaluate --workspace vot-ws LoRAT_B224\n"
+               "VOTS masks with SAM:\n  lorat vot register --workspace vots-ws --variant g-378 --weights giant_378.bin \\\n"
+               "      --backbone dinov2_vitg14_pretrain.pth --device cuda --masks sam --sam-checkpoint sam_vit_h_4b8939.pth")
     p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
     add_model_arguments(p)  # --variant --weights --backbone --device --precision, as in `lorat track`
     p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
-    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S,
-                   help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}; model "
-                        "loading happens before the handshake and is not counted)")
+    p.add_argument("--timeout", type=int, default=None,
+                   help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}, more with --masks "
+                        "sam: room for SAM on a 20-object frame on the device; model loading happens before the "
+                        "handshake and is not counted)")
+    p.add_argument("--masks", default="none", choices=("none", "sam"),
+                   help="what mask stacks (VOTS) get: none = the box as a filled mask (default), sam = SAM's mask "
+                        "of each box, exactly as the official LoRAT segmentify (box stacks keep rectangles)")
+    p.add_argument("--sam-checkpoint", metavar="FILE",
+                   help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
+                        "sam_vit_b_01ec64.pth (the size is read from the file)")
+    p.add_argument("--sam-type", choices=("vit_b", "vit_l", "vit_h"),
+                   help="check that --sam-checkpoint is this SAM size")
+    p.add_argument("--sam-precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
     p.add_argument("--multiobject", default="auto", choices=("auto", "on", "off"),
                    help="track all objects of a sequence in one batch (auto: on unless the stack has "
                         "supervised experiments, which need one object at a time)")
@@ -73,6 +86,8 @@ def _workspace_parser() -> argparse.ArgumentParser:
     src.add_argument("--demo", type=int, metavar="N", help="N synthetic sequences (the toolkit's moving cow)")
     p.add_argument("--demo-objects", type=int, default=1, help="objects per demo sequence (default 1)")
     p.add_argument("--demo-length", type=int, default=30, help="frames per demo sequence (default 30)")
+    p.add_argument("--demo-masks", action="store_true",
+                   help="demo ground truth as masks (the cow's silhouette, as in VOTS) instead of rectangles")
     p.add_argument("--copy", action="store_true", help="copy the sequence files instead of linking them")
     return p
 
@@ -108,7 +123,8 @@ def run(args) -> int:
         from .registration import register
 
         register(a.workspace, a.variant, a.weights, backbone=a.backbone, name=a.name, device=a.device,
-                 precision=a.precision, timeout=a.timeout, multiobject=a.multiobject, check=a.check)
+                 precision=a.precision, timeout=a.timeout, multiobject=a.multiobject, check=a.check,
+                 masks=a.masks, sam_checkpoint=a.sam_checkpoint, sam_type=a.sam_type, sam_precision=a.sam_precision)
         return 0
     if argv[0] == "workspace":
         a = _workspace_parser().parse_args(argv[1:])
@@ -116,7 +132,8 @@ def run(args) -> int:
         from .workspace import create_workspace
 
         create_workspace(a.workspace, a.stack, sequences=a.sequences, demo=a.demo or 0,
-                         demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy)
+                         demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy,
+                         demo_masks=a.demo_masks)
         return 0
     _need_vot()
     from .compat import run_vot

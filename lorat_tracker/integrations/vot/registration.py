@@ -23,6 +23,22 @@ from lorat_tracker.io import atomic_open, atomic_write_text
 
 IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
 DEFAULT_TIMEOUT_S = 300
+MASK_MODES = ("none", "sam")
+# --masks sam: seconds of SAM per object per frame used for the default timeout. CPU: measured with
+# benchmarks/sam_speed.py (fp32, 2-core AMD EPYC shared with other jobs, so on the slow side); other
+# SAM sizes (tests' tiny one) count as ViT-B. CUDA: not measured here (no GPU), a generous guess.
+# The timeout covers a frame of SAM_TIMEOUT_OBJECTS objects three times over, plus the tracker's 300 s.
+SAM_SECONDS_PER_OBJECT = {"cpu": {"vit_b": 70.0, "vit_l": 200.0, "vit_h": 215.0, None: 70.0},
+                          "cuda": {"vit_b": 0.2, "vit_l": 0.4, "vit_h": 0.6, None: 0.6}}
+SAM_TIMEOUT_OBJECTS = 20
+
+
+def default_timeout(masks: str, sam_type: Optional[str], device_type: str) -> int:
+    """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam."""
+    if masks != "sam":
+        return DEFAULT_TIMEOUT_S
+    per_object = SAM_SECONDS_PER_OBJECT.get(device_type, SAM_SECONDS_PER_OBJECT["cpu"])[sam_type]
+    return int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * per_object)
 
 
 class WorkspaceError(LoRATError, ValueError):
@@ -135,9 +151,14 @@ def upsert_section(path: Path, name: str, text: str) -> bool:
 
 
 def register(workspace, variant: Optional[str], weights, backbone=None, name: Optional[str] = None,
-             device: Optional[str] = None, precision: str = "auto", timeout: int = DEFAULT_TIMEOUT_S,
-             multiobject: str = "auto", check: bool = True, log=print) -> str:
-    """Validate, then write the trackers.ini entry; returns the tracker identifier."""
+             device: Optional[str] = None, precision: str = "auto", timeout: Optional[int] = None,
+             multiobject: str = "auto", check: bool = True, log=print, masks: str = "none",
+             sam_checkpoint=None, sam_type: Optional[str] = None, sam_precision: str = "fp32") -> str:
+    """Validate, then write the trackers.ini entry; returns the tracker identifier.
+
+    ``masks="sam"`` with ``sam_checkpoint`` (Meta's ``sam_vit_*.pth``): the tracker answers mask
+    stacks with SAM's masks of its boxes. ``timeout`` None: 300 s, more with SAM (``default_timeout``).
+    """
     from lorat_tracker.config import load_config
     from lorat_tracker.tracker import resolve_device, resolve_precision
 
@@ -162,7 +183,13 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
         if not backbone.is_file():
             raise WeightsNotFoundError(f"backbone file {backbone} does not exist - pass the DINOv2 file with "
                                        "--backbone, or leave it out if the weights carry the backbone")
-    resolve_precision(precision, resolve_device(device))  # unknown precision or device -> ConfigError
+    dev = resolve_device(device)
+    resolve_precision(precision, dev)  # unknown precision or device -> ConfigError
+    sam_arch = _check_masks(masks, sam_checkpoint, sam_type, sam_precision, dev, check, log)
+    if sam_checkpoint is not None:
+        sam_checkpoint = Path(sam_checkpoint).expanduser().resolve()
+    if timeout is None:
+        timeout = default_timeout(masks, sam_arch.model_type if sam_arch else _sam_type(sam_type), dev.type)
     if timeout < 1:
         raise ConfigError(f"--timeout must be at least 1 second, got {timeout}")
 
@@ -185,8 +212,12 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
 
     logs = workspace / "logs"
     logs.mkdir(exist_ok=True)
+    label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
+    if masks == "sam":
+        kind = (sam_arch.model_type if sam_arch else _sam_type(sam_type)) or "custom"
+        label += f" + SAM {kind}"
     entries = {
-        "label": f"LoRAT {variant_name}" if variant_name else "LoRAT",
+        "label": label,
         "protocol": "traxpython",
         "command": "lorat_tracker.integrations.vot",
         "python": sys.executable,
@@ -204,6 +235,12 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
         entries["env_LORAT_VOT_BACKBONE"] = str(backbone)
     if device is not None:
         entries["env_LORAT_VOT_DEVICE"] = str(device)
+    if masks == "sam":
+        entries["env_LORAT_VOT_MASKS"] = "sam"
+        entries["env_LORAT_VOT_SAM_CHECKPOINT"] = str(sam_checkpoint)
+        entries["env_LORAT_VOT_SAM_PRECISION"] = sam_precision
+        if sam_type is not None:
+            entries["env_LORAT_VOT_SAM_TYPE"] = _sam_type(sam_type)
     if sys.executable and " " in sys.executable:
         log(f"warning: the interpreter path {sys.executable!r} contains a space; vot-toolkit 0.9.0 splits the "
             "command on spaces, so the tracker may fail to start - use a virtualenv at a path without spaces")
@@ -222,3 +259,48 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
             "install lorat-tracker with pip, e.g. pip install \"lorat-tracker[vot]\", and leave LORAT_VOT_HOOK unset)")
     log(f"tracker log: {entries['env_LORAT_VOT_LOG']} (crash output: {logs}/{name}_<time>.log)")
     return name
+
+
+def _sam_type(sam_type: Optional[str]) -> Optional[str]:
+    from lorat_tracker.segmentation import _normalize_model_type
+
+    return _normalize_model_type(sam_type)
+
+
+def _check_masks(masks: str, sam_checkpoint, sam_type, sam_precision: str, device, check: bool, log):
+    """--masks / --sam-* options; with ``check`` the SAM file is read and validated. The architecture or None."""
+    from lorat_tracker.segmentation import (CHECKPOINT_NAMES, PRECISIONS, SamCheckpointError,
+                                            SamCheckpointNotFoundError, _check_precision_device,
+                                            import_segment_anything, read_sam_checkpoint)
+
+    if masks not in MASK_MODES:
+        raise ConfigError(f"--masks must be none or sam, got {masks!r}")
+    if masks != "sam":
+        if sam_checkpoint is not None or sam_type is not None:
+            raise ConfigError("--sam-checkpoint / --sam-type are used only with --masks sam - add --masks sam")
+        return None
+    if sam_checkpoint is None:
+        raise ConfigError(f"--masks sam needs --sam-checkpoint FILE (Meta's {CHECKPOINT_NAMES['vit_h']}, "
+                          f"{CHECKPOINT_NAMES['vit_l']} or {CHECKPOINT_NAMES['vit_b']})")
+    asked = _sam_type(sam_type)
+    if sam_precision not in PRECISIONS:
+        raise ConfigError(f"--sam-precision must be one of {', '.join(PRECISIONS)}, got {sam_precision!r}")
+    _check_precision_device(sam_precision, device)
+    import_segment_anything()  # SamNotInstalledError: pip install "lorat-tracker[sam]"
+    path = Path(sam_checkpoint).expanduser().resolve()
+    if not path.is_file():
+        raise SamCheckpointNotFoundError(f"--sam-checkpoint {path} does not exist - download Meta's SAM checkpoint "
+                                         f"(e.g. {CHECKPOINT_NAMES['vit_h']}) and pass its path")
+    if not check:
+        return None
+    log(f"checking the SAM checkpoint {path.name} ...")
+    from lorat_tracker.segmentation import build_sam_from_state
+
+    state, arch = read_sam_checkpoint(path)
+    build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
+    del state
+    if asked is not None and arch.model_type != asked:
+        other = f" or --sam-type {arch.model_type}" if arch.model_type else ""
+        raise SamCheckpointError(f"--sam-checkpoint {path} is {arch.describe()}, but --sam-type {asked} was given - "
+                                 f"pass the {CHECKPOINT_NAMES[asked]} file{other}")
+    return arch

@@ -9,9 +9,13 @@ not covered by the toolkit's ``timeout``, every initialize/frame reply is.
   one ``initialize`` and all of them are tracked with ONE batched forward per frame
   (``LoRATTracker.step``). Objects appearing later are initialized on their frame.
 * Regions: the server accepts rectangles and masks and answers in the form each object was given:
-  a rasterized rectangle for box stacks, the same box as a filled mask for mask stacks (the
-  official LoRAT VOT integration without a mask refiner). Mask ground truth is turned into its
-  tight bounding box, exactly as the official integration does.
+  a rasterized rectangle for box stacks; for mask stacks the same box as a filled mask (the
+  official LoRAT VOT integration without a mask refiner) or, with ``--masks sam``, SAM's mask of
+  the box exactly as the official "segmentify" pipeline (``lorat_tracker.segmentation``; all mask
+  objects of a frame through one batched image-encoder forward; the box alone drives tracking).
+  If SAM fails on a frame (out of memory, NaN) the failure is logged and that object is answered
+  with its box as a mask. Mask ground truth is turned into its tight bounding box, exactly as the
+  official integration does.
 * Every answer carries a ``confidence`` property (the network's score; 1 at initialization).
 * Logs go to stderr (the toolkit keeps them and writes them to ``WORKSPACE/logs/`` on a crash)
   and, when ``LORAT_VOT_LOG`` is set (``lorat vot register`` sets it to
@@ -62,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multiobject", default=_env("MULTIOBJECT", "1"),
                    help="1: announce multi-object support, all objects in one batch (default); 0: one object "
                         "per session (needed by supervised experiments)")
+    p.add_argument("--masks", default=_env("MASKS", "none"), choices=("none", "sam"),
+                   help="answers for mask stacks: none = the box as a filled mask (default), sam = SAM's mask "
+                        "of the box (the official LoRAT segmentify)")
+    p.add_argument("--sam-checkpoint", default=_env("SAM_CHECKPOINT"),
+                   help="Meta's SAM checkpoint (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)")
+    p.add_argument("--sam-type", default=_env("SAM_TYPE"), help="vit_b, vit_l or vit_h: must match the file")
+    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (the official masks, default), bf16 or fp16 (CUDA)")
     p.add_argument("--log", default=_env("LOG"), help="also append the log to this file")
     p.add_argument("--name", default=_env("NAME", "lorat"), help="tracker name announced at the handshake")
     return p
@@ -111,35 +123,46 @@ class Slot:
     kind: str                      # "rectangle" or "mask": how the object was given, and answered
     box: np.ndarray                # last reported box, continuous x1y1x2y2
     target: object = None          # lorat_tracker.Target, or None
+    mask: Optional[np.ndarray] = None  # SAM's mask of ``box`` on the last frame (mask objects, --masks sam)
 
 
 class Session:
     """The objects of one TraX session and the tracker that moves them, independent of TraX I/O."""
 
-    def __init__(self, tracker):
+    def __init__(self, tracker, refiner=None):
         self.tracker = tracker
+        self.refiner = refiner            # lorat_tracker.segmentation.BoxToMask or None
         self.slots: List[Slot] = []
         self.frames = 0
         self.unreadable = 0
         self.track_time = 0.0
+        self.mask_time = 0.0
+        self.mask_failures = 0
 
     def initialize(self, image: Optional[np.ndarray], path: str, regions) -> List[tuple]:
         """Start a new session with ``regions`` (list of (kind, xywh-or-None)); answers (kind, xywh, conf)."""
         self._summary()
         self.slots, self.frames, self.unreadable, self.track_time = [], 0, 0, 0.0
+        self.mask_time, self.mask_failures = 0.0, 0
         if image is None:
             log.error("cannot read the initialization frame %s: the objects keep their initial boxes", path)
         return [self._add(image, kind, xywh) for kind, xywh in regions]
 
     def frame(self, image: Optional[np.ndarray], path: str, new_regions=()) -> List[tuple]:
-        """Track every object into ``image``; objects in ``new_regions`` start on this frame."""
+        """Track every object into ``image``; objects in ``new_regions`` start on this frame.
+
+        Answers (kind, x1y1x2y2 box, confidence, mask or None) per object, then (kind, box, 1, None)
+        per new object.
+        """
         self.frames += 1
         answers = []
         active = [s for s in self.slots if s.target is not None]
+        for s in self.slots:
+            s.mask = None
         if image is None:
             self.unreadable += 1
             log.warning("cannot read frame %s: answering the last box of each object", path)
-            answers = [(s.kind, s.box, 0.0) for s in self.slots]
+            answers = [(s.kind, s.box, 0.0, None) for s in self.slots]
         else:
             scores = {}
             if active:
@@ -150,9 +173,34 @@ class Session:
                     if _valid(prediction.box):  # else (box squeezed to nothing at the border): keep the last
                         slot.box = slot.target.box.copy()  # the exact x1y1x2y2 the prediction came from
                     scores[id(slot)] = prediction.score
-            answers = [(s.kind, s.box, scores.get(id(s), 0.0)) for s in self.slots]
-        answers += [self._add(image, kind, xywh) for kind, xywh in new_regions]
+            if self.refiner is not None:
+                self._refine(image, path, [s for s in active if s.kind == "mask"])
+            answers = [(s.kind, s.box, scores.get(id(s), 0.0), s.mask) for s in self.slots]
+        answers += [self._add(image, kind, xywh) + (None,) for kind, xywh in new_regions]
         return answers
+
+    def _refine(self, image: np.ndarray, path: str, slots: List[Slot]) -> None:
+        """SAM masks of the slots' boxes, one call (one batched image-encoder forward) for all of them."""
+        if not slots:
+            return
+        start = time.perf_counter()
+        boxes = np.stack([s.box for s in slots])
+        try:
+            masks = self.refiner(image, boxes, box_format="xyxy", on_failure="box")
+            failures = self.refiner.last_failures
+        except Exception as e:  # noqa: BLE001 - the run goes on with box masks; the log says why
+            log.exception("SAM failed on frame %s (%s: %s): answering every mask object with its box", path,
+                          type(e).__name__, e)
+            masks, failures = [None] * len(slots), []
+            self.mask_failures += len(slots)
+        for k, reason in failures:
+            log.warning("SAM gave no mask for object %d on frame %s (%s): answering its box as the mask",
+                        self.slots.index(slots[k]), path, reason)
+            masks[k] = None  # answered as the filled box by answer_region
+            self.mask_failures += 1
+        for slot, mask in zip(slots, masks):
+            slot.mask = mask
+        self.mask_time += time.perf_counter() - start
 
     def _add(self, image, kind: str, xywh) -> tuple:
         from lorat_tracker.errors import LoRATError
@@ -175,6 +223,9 @@ class Session:
             fps = self.frames / self.track_time if self.track_time > 0 else float("nan")
             log.info("session done: %d object(s), %d frame(s) after initialization, %d unreadable, "
                      "%.1f frames/s (network + crops)", len(self.slots), self.frames, self.unreadable, fps)
+            if self.refiner is not None:
+                log.info("SAM masks: %.2f s per frame, %d object-frame(s) answered with the box after a SAM "
+                         "failure", self.mask_time / max(self.frames, 1), self.mask_failures)
 
     def close(self) -> None:
         self._summary()
@@ -206,12 +257,20 @@ def region_to_box(region):
     return "rectangle", None
 
 
-def answer_region(kind: str, box_xyxy, confidence: float):
-    """(TraX region, properties) for a box: a rasterized rectangle or the same box as a filled mask."""
+def answer_region(kind: str, box_xyxy, confidence: float, mask: Optional[np.ndarray] = None):
+    """(TraX region, properties): a rasterized rectangle, or for mask objects ``mask`` (a full-frame
+    bool array, sent as its tight crop plus offset) or, without one, the box as a filled mask."""
     import trax
 
     x, y, w, h = rasterized_xywh(box_xyxy) if np.any(box_xyxy) else (0, 0, 0, 0)
     properties = {"confidence": f"{confidence:.6f}"}
+    if kind == "mask" and mask is not None:
+        ys, xs = np.nonzero(mask)
+        if xs.size == 0:
+            return trax.Mask.create(np.zeros((1, 1), dtype=np.uint8), 0, 0), properties
+        x0, y0 = int(xs.min()), int(ys.min())
+        crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
+        return trax.Mask.create(crop, x0, y0), properties
     if kind == "mask":
         if w <= 0 or h <= 0:
             return trax.Mask.create(np.zeros((1, 1), dtype=np.uint8), 0, 0), properties
@@ -219,11 +278,11 @@ def answer_region(kind: str, box_xyxy, confidence: float):
     return trax.Rectangle.create(x, y, w, h), properties
 
 
-def serve(tracker, multiobject: bool = True, name: str = "lorat", metadata=None) -> None:
+def serve(tracker, multiobject: bool = True, name: str = "lorat", metadata=None, refiner=None) -> None:
     """Answer TraX requests on stdin/stdout (or TRAX_SOCKET) until the client quits."""
     import trax
 
-    session = Session(tracker)
+    session = Session(tracker, refiner)
     formats = [trax.Region.RECTANGLE, trax.Region.MASK]
     with trax.Server(formats, [trax.Image.PATH], ["color"], tracker_name=name,
                      metadata=metadata or {}, multiobject=multiobject) as server:
@@ -245,7 +304,8 @@ def serve(tracker, multiobject: bool = True, name: str = "lorat", metadata=None)
             else:
                 new = [region_to_box(r) for r, _ in objects]
                 answers = session.frame(image, path, new)
-                replies = [answer_region(kind, box, conf) for kind, box, conf in answers[:len(answers) - len(new)]]
+                replies = [answer_region(kind, box, conf, mask)
+                           for kind, box, conf, mask in answers[:len(answers) - len(new)]]
                 replies += [(r, {"confidence": "1.000000"}) for r, _ in objects]
                 server.status(replies)
     session.close()
@@ -265,6 +325,26 @@ def load_tracker(args):
     return tracker
 
 
+def load_refiner(args, device):
+    """SAM for --masks sam, loaded and warmed up before the handshake like the tracker; else None."""
+    if args.masks != "sam":
+        return None
+    from lorat_tracker.errors import LoRATError
+    from lorat_tracker.segmentation import BoxToMask
+
+    if not args.sam_checkpoint:
+        raise LoRATError(f"--masks sam needs a SAM checkpoint: pass --sam-checkpoint or set {ENV_PREFIX}SAM_CHECKPOINT "
+                         "(`lorat vot register --masks sam --sam-checkpoint FILE` writes it into trackers.ini)")
+    start = time.perf_counter()
+    refiner = BoxToMask.from_pretrained(args.sam_checkpoint, model_type=args.sam_type, device=device,
+                                        precision=args.sam_precision)
+    dummy = np.full((128, 128, 3), 127, dtype=np.uint8)
+    refiner(dummy, [[48, 48, 32, 32]], on_failure="box")
+    log.info("%s loaded on %s (%s) in %.1f s", refiner.name, refiner.device, refiner.precision,
+             time.perf_counter() - start)
+    return refiner
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logfile = setup_logging(args.log)
@@ -276,8 +356,11 @@ def main(argv=None) -> int:
             raise LoRATError(f"no weights given: pass --weights or set {ENV_PREFIX}WEIGHTS "
                              "(`lorat vot register` writes it into trackers.ini)")
         tracker = load_tracker(args)
-        serve(tracker, multiobject=_flag(args.multiobject), name=args.name,
-              metadata={"lorat.variant": tracker.cfg.name})
+        refiner = load_refiner(args, tracker.device)
+        metadata = {"lorat.variant": tracker.cfg.name}
+        if refiner is not None:
+            metadata["lorat.masks"] = f"sam-{refiner.model_type or 'custom'}"
+        serve(tracker, multiobject=_flag(args.multiobject), name=args.name, metadata=metadata, refiner=refiner)
     except LoRATError as e:
         log.error("cannot start: %s", e)
         return 2

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import yaml
 
 from .registration import WorkspaceError, stack_experiment_types
@@ -79,7 +80,22 @@ def _ensure_anchor(seq: Path) -> bool:
     return True
 
 
-def _demo_sequences(root: Path, count: int, objects: int, length: int) -> List[str]:
+def _masks_from_rectangles(seq: Path) -> None:
+    """VOTS-style ground truth for a demo sequence: each cow rectangle becomes the cow's silhouette
+    (the alpha of the template the toolkit pastes) at that place, as a VOT mask region."""
+    import vot.dataset.dummy
+    from PIL import Image
+    from vot.region import Mask
+    from vot.region.io import read_trajectory, write_trajectory
+
+    cow = Image.open(Path(vot.dataset.dummy.__file__).parent / "cow.png")
+    silhouette = (np.asarray(cow.convert("RGBA"))[:, :, 3] > 0).astype(np.uint8)
+    for gt in sorted(seq.glob("groundtruth*.txt")):
+        regions = read_trajectory(str(gt))
+        write_trajectory(str(gt), [Mask(silhouette, offset=(int(r.x), int(r.y))) for r in regions])
+
+
+def _demo_sequences(root: Path, count: int, objects: int, length: int, masks: bool = False) -> List[str]:
     # The toolkit's own synthetic sequence (a cow circling over noise), as `vot test` uses.
     from vot.dataset.dummy import _generate
 
@@ -90,12 +106,14 @@ def _demo_sequences(root: Path, count: int, objects: int, length: int) -> List[s
         meta = root / name / "sequence"  # the generator names every sequence "dummy": results would collide
         meta.write_text("".join(f"name={name}\n" if line.startswith("name=") else line + "\n"
                                 for line in meta.read_text().splitlines()))
+        if masks:
+            _masks_from_rectangles(root / name)
         names.append(name)
     return names
 
 
 def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_objects: int = 1,
-                     demo_length: int = 30, copy: bool = False, log=print) -> Path:
+                     demo_length: int = 30, copy: bool = False, log=print, demo_masks: bool = False) -> Path:
     """Build ``workspace`` for ``stack`` (a bundled stack name or a stack YAML file)."""
     ws = Path(workspace).expanduser().resolve()
     if (ws / "config.yaml").exists():
@@ -135,7 +153,7 @@ def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_
         _ensure_metadata(seq_root / s.name)
         names.append(s.name)
     if demo > 0:
-        names += _demo_sequences(seq_root, demo, demo_objects, demo_length)
+        names += _demo_sequences(seq_root, demo, demo_objects, demo_length, masks=demo_masks)
     (seq_root / "list.txt").write_text("".join(n + "\n" for n in names))
 
     config = {"registry": ["./trackers.ini"], "stack": stack_value}
