@@ -140,8 +140,9 @@ def detect_architecture(state: Dict[str, torch.Tensor], source: str) -> SamArchi
 def read_sam_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], SamArchitecture]:
     """Meta's ``sam_vit_*.pth`` (or a safetensors copy): validated state dict and architecture.
 
-    Read with ``torch.load(weights_only=True)`` (or safetensors): no pickled code runs. Every tensor
-    must be a finite floating-point tensor: a NaN in a SAM weight would only show as empty masks.
+    Read by the project's one weights reader (``torch.load(weights_only=True)`` or safetensors: no
+    pickled code runs), which refuses non-float and non-finite tensors: a NaN in a SAM weight would
+    only show as empty masks.
     """
     from .weights import read_weights_file
 
@@ -150,22 +151,11 @@ def read_sam_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], SamArchitecture]
         raise SamCheckpointNotFoundError(f"SAM checkpoint {path} does not exist - download Meta's file, e.g. "
                                          f"{CHECKPOINT_NAMES['vit_h']}, and pass its path")
     try:
-        wf = read_weights_file(path)
+        wf = read_weights_file(path)  # also refuses non-float and non-finite tensors, naming each
     except WeightsError as e:
-        text = str(e)
-        if "\n" in text or "weights_only" in text:  # torch's multi-line unpickler text: one line of ours instead
-            text = (f"cannot read {path}: the file is corrupt, truncated or not a tensor checkpoint (it is read "
-                    "with torch.load(weights_only=True), which runs no pickled code) - download it again")
-        raise SamCheckpointError(f"SAM checkpoint: {text}") from None
+        raise SamCheckpointError(f"SAM checkpoint: {e}") from None
     state = wf.tensors
     arch = detect_architecture(state, path)
-    for k, v in state.items():
-        if not v.is_floating_point():
-            raise SamCheckpointError(f"{path}: tensor {k} has dtype {v.dtype}, a SAM checkpoint holds floating-point "
-                                     "tensors only - the file is not a SAM checkpoint or is corrupt")
-        if not bool(torch.isfinite(v).all()):
-            raise SamCheckpointError(f"{path}: tensor {k} contains NaN or infinity - the file is corrupt; download "
-                                     "it again")
     return state, arch
 
 

@@ -280,7 +280,7 @@ def bad_files(tmp_path_factory):
     ("missing.pth", SamCheckpointNotFoundError, "does not exist"),
     ("garbage.pth", SamCheckpointError, "corrupt"),
     ("truncated.pth", SamCheckpointError, "corrupt or truncated"),
-    ("nan.pth", SamCheckpointError, "NaN or infinity"),
+    ("nan.pth", SamCheckpointError, "NaN value"),
     ("int.pth", SamCheckpointError, "int32"),
     ("partial.pth", SamCheckpointError, "lacks"),
     ("dinov2.pth", SamCheckpointError, "not a SAM checkpoint"),

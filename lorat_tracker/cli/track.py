@@ -118,7 +118,7 @@ def format_line(box, score: float) -> str:
     return f"{x:.3f},{y:.3f},{w:.3f},{h:.3f},{score:.4f}"
 
 
-MASK_COLOR_BGR = np.array([255, 0, 255], dtype=np.float32)  # magenta next to the green box
+MASK_COLOR_BGR = (255.0, 0.0, 255.0)  # magenta next to the green box
 
 
 def draw_box(rgb: np.ndarray, box, score: float, index: int, mask: np.ndarray = None) -> np.ndarray:
@@ -129,7 +129,7 @@ def draw_box(rgb: np.ndarray, box, score: float, index: int, mask: np.ndarray = 
 
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if mask is not None and mask.any():
-        bgr[mask] = (0.55 * bgr[mask] + 0.45 * MASK_COLOR_BGR).astype(np.uint8)
+        bgr[mask] = (0.55 * bgr[mask] + 0.45 * np.array(MASK_COLOR_BGR, dtype=np.float32)).astype(np.uint8)
     height, width = bgr.shape[:2]
     thick = max(2, round(min(width, height) / 300))
     x, y, w, h = (float(v) for v in box)
@@ -181,15 +181,16 @@ class VideoOutput:
 def write_mask_png(mask_dir: str, index: int, mask: np.ndarray) -> str:
     """``mask_dir/<index:08d>.png`` (0 / 255), written atomically with the umask's permissions."""
     import cv2
+    import numpy as np
+
+    from ..io import atomic_open
 
     path = os.path.join(mask_dir, f"{index:08d}.png")
     ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     if not ok:
         raise UsageError(f"cannot encode the mask of frame {index} as PNG")
-    tmp = os.path.join(mask_dir, f".{index:08d}.png.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # plain open: the umask decides the mode (mkstemp would leave 0600)
+    with atomic_open(path, "wb") as f:
         f.write(data.tobytes())
-    os.replace(tmp, path)
     return path
 
 
