@@ -116,3 +116,18 @@ def read_rgb(path) -> np.ndarray:
 
     with Image.open(os.fspath(path)) as im:
         return np.array(im.convert("RGB"))
+
+
+def write_folder(root, count: int = 3, frames: int = 12, seed: int = 50, **render) -> Dict[str, SyntheticSequence]:
+    """The ``lorat train --data folder=ROOT`` layout: ``ROOT/<seq>/%08d.jpg`` and a 0-based ``groundtruth.txt``.
+
+    ``render`` goes to ``render_sequence`` (e.g. ``object_size``, ``speed``)."""
+    out = {}
+    for k in range(count):
+        seq = render_sequence(num_frames=frames, seed=seed + k, **render)
+        name = f"video_{k:03d}"
+        d = Path(root) / name
+        _write_frames(d, seq, "%08d.jpg")
+        _write_boxes(d / "groundtruth.txt", seq.boxes[0])
+        out[name] = seq
+    return out
