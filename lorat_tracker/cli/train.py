@@ -98,6 +98,8 @@ def add_parser(sub) -> None:
                    help="also write the resume checkpoint every M minutes within an epoch (default 30; 0 = only at "
                         "epoch ends and on Ctrl-C)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (logs only)")
+    g.add_argument("--log-every", type=int, default=0, metavar="N",
+                   help="also print a line every N steps (for logs without a terminal; default 0 = none)")
     p.set_defaults(func=run)
 
 
@@ -125,7 +127,8 @@ def config_from_args(args):
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, rslora=args.rslora, device=args.device,
         workers=args.workers, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, checkpoint_minutes=args.checkpoint_minutes,
-        grad_checkpointing=args.grad_checkpointing, progress=args.progress)
+        grad_checkpointing=args.grad_checkpointing, progress=args.progress,
+        log_every=args.log_every)
 
 
 def run(args) -> int:

@@ -101,6 +101,7 @@ class TrainConfig:
     checkpoint_minutes: float = 30.0
     grad_checkpointing: bool = False
     progress: bool = True
+    log_every: int = 0                     # a log line every N steps (0: none; the progress bar shows them)
 
     IDENTITY = ("variant", "data", "val", "backbone", "weights", "epochs", "pairs_per_epoch", "batch_size", "lr",
                 "weight_decay", "min_lr", "warmup_lr", "warmup_epochs", "clip", "grad_accum", "precision", "seed",
@@ -121,6 +122,8 @@ class TrainConfig:
         for flag, value in positive.items():
             if value < 1:
                 raise TrainingConfigError(f"--{flag} must be at least 1, got {value}")
+        if self.log_every < 0:
+            raise TrainingConfigError(f"--log-every must be 0 or more, got {self.log_every}")
         if self.workers < 0:
             raise TrainingConfigError(f"--workers must be 0 or more, got {self.workers}")
         for flag, value in {"lr": self.lr, "min-lr": self.min_lr, "warmup-lr": self.warmup_lr}.items():
@@ -395,6 +398,7 @@ class Trainer:
             "rng": rng_state(),
             "epoch_stats": dataclasses.asdict(self.stats),
             "history": self.history,
+            "rows": self.rows,
         }
 
     def load_state(self, ckpt: Dict[str, Any]) -> None:
@@ -412,6 +416,7 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         self.stats = EpochStats(**ckpt["epoch_stats"])
         self.history = ckpt["history"]
+        self.rows = ckpt["rows"]
 
     def save_checkpoint(self, epoch: int, step: int) -> None:
         if not self.main:
@@ -472,7 +477,8 @@ class Trainer:
             self.log(f"lorat train: the run in {out} is finished ({cfg.epochs} epochs); weights: {weights}")
             return 0
 
-        self.history: List[Dict[str, Any]] = []
+        self.history: List[Dict[str, Any]] = []  # per step: loss, lr (the curves)
+        self.rows: List[Dict[str, Any]] = []     # per epoch: the rows of metrics.csv
         self.stats = EpochStats()
         epoch, step = 0, 0
         if state == "resume":
@@ -487,6 +493,8 @@ class Trainer:
         self._last_save = time.monotonic()
         self.writer = self._tensorboard()
         self.log(self._describe())
+        if state != "resume" and self.val_data is not None:
+            self.evaluate_start()
         old = self._install_signals()
         try:
             while epoch < cfg.epochs:
@@ -496,10 +504,11 @@ class Trainer:
                     self.log(f"lorat train: interrupted at epoch {epoch + 1}, step {stopped_at}; checkpoint written to "
                              f"{os.path.join(out, CHECKPOINT_FILE)} - run the same command again to resume")
                     return 130
-                self.end_epoch(epoch)
+                row = self.end_epoch(epoch)
                 epoch, step = epoch + 1, 0
                 self.stats = EpochStats()
-                self.save_checkpoint(epoch, 0)
+                self.save_checkpoint(epoch, 0)  # first: a kill after the summary line below loses nothing
+                self.report_epoch(row)
                 if epoch < cfg.epochs and self._any_stop():  # Ctrl-C during validation
                     self.log(f"lorat train: interrupted after epoch {epoch}; checkpoint written to "
                              f"{os.path.join(out, CHECKPOINT_FILE)} - run the same command again to resume")
@@ -538,10 +547,13 @@ class Trainer:
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", metrics["loss"], global_step)
                     self.writer.add_scalar("train/lr", lr, global_step)
+                speed = cfg.batch_size * self.stats.steps / max(self.stats.seconds, 1e-9)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(f"loss {metrics['loss']:.4f}  lr {lr:.2e}  "
-                                        f"{cfg.batch_size / max(self.stats.seconds / self.stats.steps, 1e-9):.1f} pairs/s")
+                    bar.set_postfix_str(f"loss {metrics['loss']:.4f}  lr {lr:.2e}  {speed:.1f} pairs/s")
+                if cfg.log_every and (step + 1) % cfg.log_every == 0:
+                    self.log(f"epoch {epoch + 1} step {step + 1}/{cfg.steps_per_epoch}: loss {metrics['loss']:.4f}  "
+                             f"lr {lr:.3g}  {speed:.1f} pairs/s")
                 if stop:
                     return step + 1
                 if cfg.checkpoint_minutes > 0 and time.monotonic() - self._last_save > 60 * cfg.checkpoint_minutes:
@@ -574,7 +586,8 @@ class Trainer:
         torch.distributed.all_reduce(t)
         return bool(t.item() > 0)
 
-    def end_epoch(self, epoch: int) -> None:
+    def end_epoch(self, epoch: int) -> Dict[str, Any]:
+        """The epoch's metrics row (with validation when --val is given); kept in ``self.rows``."""
         cfg = self.cfg
         number = epoch + 1
         s = self.stats
@@ -586,24 +599,44 @@ class Trainer:
             row["val_loss"] = self.validation_loss()
             if number % cfg.eval_every == 0 or number == cfg.epochs:
                 row.update(self.tracking_evaluation(number))
+        self.rows.append(row)
+        return row
+
+    def report_epoch(self, row: Dict[str, Any]) -> None:
+        """The one-line summary, metrics.csv, curves.png, TensorBoard and the periodic snapshot (rank 0)."""
+        if not self.main:
+            return
+        cfg = self.cfg
+        number = row["epoch"]
+        left = (cfg.epochs - number) * row["seconds"]
+        summary = (f"epoch {number}/{cfg.epochs}: loss {row['loss']:.4f} (bce {row['loss_bce']:.4f}, "
+                   f"giou {row['loss_iou']:.4f})  lr {row['lr']:.3g}  {row['pairs_per_s']:.1f} pairs/s")
+        if "val_loss" in row:
+            summary += f"  val loss {row['val_loss']:.4f}"
+        if "val_AO" in row:
+            summary += f"  val AO {row['val_AO']:.3f}"
+        summary += f"  ({_duration(row['seconds'])}, {_duration(left)} left)"
+        self.log(summary)
+        self.write_metrics()
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    self.writer.add_scalar(f"epoch/{k}", v, number)
+            self.writer.flush()
+        if number % cfg.checkpoint_every == 0 and number < cfg.epochs:
+            self.save_snapshot(number)
+
+    def evaluate_start(self) -> None:
+        """Validation loss and tracking evaluation of the starting weights: row 0 of metrics.csv, the
+        baseline the fine-tuned epochs compare with."""
+        row = {"epoch": 0, "step": 0, "val_loss": self.validation_loss()}
+        row.update(self.tracking_evaluation(0))
         if self.main:
-            left = (cfg.epochs - number) * s.seconds
-            summary = (f"epoch {number}/{cfg.epochs}: loss {row['loss']:.4f} (bce {row['loss_bce']:.4f}, "
-                       f"giou {row['loss_iou']:.4f})  lr {row['lr']:.3g}  {row['pairs_per_s']:.1f} pairs/s")
-            if "val_loss" in row:
-                summary += f"  val loss {row['val_loss']:.4f}"
-            if "val_AO" in row:
-                summary += f"  val AO {row['val_AO']:.3f}"
-            summary += f"  ({_duration(s.seconds)}, {_duration(left)} left)"
-            self.log(summary)
-            self.write_metrics(row)
-            if self.writer is not None:
-                for k, v in row.items():
-                    if k not in ("epoch", "step"):
-                        self.writer.add_scalar(f"epoch/{k}", v, number)
-                self.writer.flush()
-            if number % cfg.checkpoint_every == 0 and number < cfg.epochs:
-                self.save_snapshot(number)
+            self.log(f"epoch 0 (starting weights): val loss {row['val_loss']:.4f}"
+                     + (f"  val AO {row['val_AO']:.3f}" if "val_AO" in row else ""))
+        self.rows.append(row)
+        if self.main:
+            self.write_metrics()
 
     def save_snapshot(self, number: int) -> None:
         folder = os.path.join(self.cfg.out, "checkpoints")
@@ -656,17 +689,17 @@ class Trainer:
                         [seq for data in self.val_sets for seq in data], variant=self.variant_cfg, weights=weights,
                         backbone=self.cfg.backbone, device=self.device,
                         precision="auto" if self.device.type == "cuda" else "fp32")
-                print_tracking_table(table, f"tracking evaluation after epoch {number}", self.log)
+                title = f"tracking evaluation after epoch {number}" if number else "tracking evaluation of the starting weights"
+                print_tracking_table(table, title, self.log)
                 result = {"val_AO": table["AO"], "val_SR50": table["SR0.50"], "val_SR75": table["SR0.75"]}
         distributed.barrier()
         return result
 
     # ---------------------------------------------------------------- outputs
 
-    def write_metrics(self, row: Dict[str, Any]) -> None:
+    def write_metrics(self) -> None:
         path = os.path.join(self.cfg.out, METRICS_FILE)
-        rows = [r for r in read_metrics(path) if int(r["epoch"]) < row["epoch"]]  # a redone epoch replaces its row
-        rows.append({k: row.get(k, "") for k in CSV_COLUMNS})
+        rows = [{k: r.get(k, "") for k in CSV_COLUMNS} for r in self.rows]
 
         def write(f):
             w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
