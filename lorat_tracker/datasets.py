@@ -325,7 +325,7 @@ def check_got10k(root: str, subset: str, names: Optional[Seq[str]] = None) -> No
                 raise layout_error("got10k", root, os.path.join(seq_dir, fname))
         if not glob.glob(os.path.join(glob.escape(seq_dir), "*.jpg")):
             raise layout_error("got10k", root, os.path.join(seq_dir, "00000001.jpg"))
-        if subset == "val":  # the toolkit's val scoring reads the resolution
+        if subset != "test":  # the toolkit's val scoring reads the resolution
             with open(os.path.join(seq_dir, "meta_info.ini")) as f:
                 if "resolution:" not in f.read():
                     raise layout_error("got10k", root, f"the 'resolution: (W, H)' line of "
@@ -665,3 +665,23 @@ def check_annotation(path: str, *, first_frame: Optional[str] = None, one_based:
     if frames is not None and len(boxes) > 1 and len(boxes) < frames:
         raise AnnotationError(f"{path} has {len(boxes)} boxes for {frames} frames (fewer boxes than frames)")
     return boxes
+
+
+def check_uav123(root: str, version: str = "UAV123") -> None:
+    check_root("uav123", root)
+    anno_dir = os.path.join(root, "anno", version)
+    if not glob.glob(os.path.join(glob.escape(anno_dir), "*.txt")):
+        raise layout_error("uav123", root, f"{anno_dir}{os.sep}<sequence>.txt")
+    if not os.path.isdir(os.path.join(root, "data_seq", "UAV123")):
+        raise layout_error("uav123", root, os.path.join(root, "data_seq", "UAV123"))
+
+
+def check_nfs(root: str, fps: int = 30) -> None:
+    check_root("nfs", root)
+    annos = glob.glob(os.path.join(glob.escape(root), "*", str(fps), "*.txt"))
+    if not annos:
+        raise layout_error("nfs", root, f"ROOT/<sequence>/{fps}/<sequence>.txt (none found)")
+    for anno in annos:
+        frames = os.path.splitext(anno)[0]
+        if not glob.glob(os.path.join(glob.escape(frames), "*.jpg")):
+            raise layout_error("nfs", root, f"{frames}{os.sep}00001.jpg")
