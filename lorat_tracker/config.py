@@ -38,6 +38,8 @@ class BackboneConfig:
     pretrained_grid: int = 37             # side of the DINOv2 pos_embed grid (img_size 518)
     timm_name: Optional[str] = None
     meta_file: Optional[str] = None
+    drop_path: float = 0.0                # stochastic depth in training, the same for every block (DINOv2's
+                                          # drop_path_uniform); > 0.1 selects DINOv2's batch-subset variant
 
     @property
     def ffn_hidden(self) -> int:
@@ -124,6 +126,8 @@ class VariantConfig:
         problems = []
         if b.ffn not in ("mlp", "swiglu"):
             problems.append(f"backbone.ffn is {b.ffn!r}, expected 'mlp' or 'swiglu'")
+        if not 0.0 <= b.drop_path < 1.0:
+            problems.append(f"backbone.drop_path is {b.drop_path}, expected a rate in [0, 1)")
         if b.embed_dim % b.num_heads:
             problems.append(f"embed_dim {b.embed_dim} is not divisible by num_heads {b.num_heads}")
         for part in ("template", "search"):

@@ -118,16 +118,24 @@ def read_rgb(path) -> np.ndarray:
         return np.array(im.convert("RGB"))
 
 
-def write_folder(root, count: int = 3, frames: int = 12, seed: int = 50, **render) -> Dict[str, SyntheticSequence]:
-    """The ``lorat train --data folder=ROOT`` layout: ``ROOT/<seq>/%08d.jpg`` and a 0-based ``groundtruth.txt``.
+def write_folder(root, count: int = 3, frames: int = 12, seed: int = 50, delimiter: str = ",",
+                 absent=None, **render) -> Dict[str, SyntheticSequence]:
+    """``root/<seq>/%08d.jpg`` and ``groundtruth.txt`` (0-based x,y,w,h): the ``folder`` training layout.
 
+    ``absent``: frame indices written as ``0,0,0,0`` and flagged 1 in ``absence.label`` (first sequence).
     ``render`` goes to ``render_sequence`` (e.g. ``object_size``, ``speed``)."""
     out = {}
     for k in range(count):
         seq = render_sequence(num_frames=frames, seed=seed + k, **render)
-        name = f"video_{k:03d}"
+        name = f"video_{k}"
         d = Path(root) / name
         _write_frames(d, seq, "%08d.jpg")
-        _write_boxes(d / "groundtruth.txt", seq.boxes[0])
+        boxes = seq.boxes[0].copy()
+        if absent is not None and k == 0:
+            flags = np.zeros(seq.num_frames, dtype=int)
+            flags[list(absent)] = 1
+            boxes[list(absent)] = 0
+            np.savetxt(d / "absence.label", flags, fmt="%d")
+        _write_boxes(d / "groundtruth.txt", boxes, delimiter)
         out[name] = seq
     return out
