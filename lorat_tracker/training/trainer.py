@@ -354,7 +354,8 @@ class Trainer:
         self.val_sets = [read_source(s) for s in self.val_sources]
         self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
                                           rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
-                                          grad_checkpointing=cfg.grad_checkpointing, device=self.device)
+                                          grad_checkpointing=cfg.grad_checkpointing, device=self.device,
+                                          seed=cfg.seed)
         if self.state == "finished":
             return self.state
         self.train_data = PairDataset(self.train_sets, [s.weight for s in self.sources], self.variant_cfg,
@@ -657,7 +658,8 @@ class Trainer:
         self.model.eval()
         total, count = 0.0, 0
         for batch in loader:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: batch[k].to(self.device, non_blocking=True)
+                     for k in ("z", "x", "z_feat_mask", "positive_mask", "label_boxes")}
             with autocast(self.precision, self.device):
                 score_map, boxes = self.model(batch["z"], batch["x"], batch["z_feat_mask"])
             loss, _ = self.criterion(score_map.float(), boxes.float(), batch["positive_mask"], batch["label_boxes"])
