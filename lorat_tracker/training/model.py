@@ -415,31 +415,29 @@ def save_lorat_bin(model: TrainingModel, path) -> None:
     and the official loader then falls back to scaling 1.0, which is wrong for r != 1). The file
     appears atomically (temporary file in the same folder, fsync, rename) with mode 0o666 & ~umask.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tensors = lorat_bin_tensors(model)
-    _atomic_write(os.fspath(path), lambda tmp: save_file(tensors, tmp))
+    atomic_write_bytes(os.fspath(path), save(lorat_bin_tensors(model)))
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    # Local helper until the shared atomic-write helper lands: mkstemp would leave mode 0600, so the
-    # temporary file is created with os.open(0o666), which the kernel masks with the umask.
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Local helper until the project's shared atomic-write helper lands. The temporary file is
+    created with os.open(..., 0o666), which the kernel masks with the umask (mkstemp would leave
+    0600, and safetensors' save_file also creates its file 0600), then fsynced and renamed over."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
-    for _ in range(100):
+    while True:
         tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break
-        except FileExistsError:
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
-    else:  # pragma: no cover - 100 name collisions
-        raise OSError(f"cannot create a temporary file next to {path}")
-    os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -451,5 +449,5 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 __all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model",
-           "save_lorat_bin", "lorat_bin_tensors", "official_init", "is_trainable_name", "subset_drop_residual",
+           "save_lorat_bin", "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name", "subset_drop_residual",
            "META_KEYS"]
