@@ -147,6 +147,18 @@ def image_size(path: str) -> Tuple[int, int]:
         raise DatasetLayoutError(f"{path} is not a readable image ({e}) - replace or remove the frame") from e
 
 
+def _sequence_size(frames: List[str]) -> Tuple[int, int]:
+    """The frame size of a sequence from its first readable frame (a broken frame is skipped here and
+    again when training meets it; a sequence without one readable frame is refused)."""
+    first_error = None
+    for path in frames:
+        try:
+            return image_size(path)
+        except DatasetLayoutError as e:
+            first_error = first_error or e
+    raise DatasetLayoutError(f"no frame of {os.path.dirname(frames[0])} can be read ({first_error})")
+
+
 def _read_lines(path: str) -> List[str]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -447,7 +459,7 @@ def load_sequence(name: str, files: SequenceFiles, source: str, *, one_based: bo
     if one_based:
         boxes = boxes.copy()
         boxes[:, :2] -= 1
-    size = image_size(frames[0])
+    size = _sequence_size(frames)
     present = None if absent is None else ~np.asarray(absent, dtype=bool)
     track = clean_track(files.annotation, boxes, size, present)
     return Sequence(name=name, frames=frames, tracks=[track], source=source, size_wh=size)
