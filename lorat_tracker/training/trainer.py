@@ -691,9 +691,13 @@ class Trainer:
                         [seq for data in self.val_sets for seq in data], variant=self.variant_cfg, weights=weights,
                         backbone=self.cfg.backbone, device=self.device,
                         precision="auto" if self.device.type == "cuda" else "fp32")
-                title = f"tracking evaluation after epoch {number}" if number else "tracking evaluation of the starting weights"
-                print_tracking_table(table, title, self.log)
-                result = {"val_AO": table["AO"], "val_SR50": table["SR0.50"], "val_SR75": table["SR0.75"]}
+                if table is None:
+                    self.log("note: tracking evaluation skipped: no --val sequence has two or more frames")
+                else:
+                    title = (f"tracking evaluation after epoch {number}" if number
+                             else "tracking evaluation of the starting weights")
+                    print_tracking_table(table, title, self.log)
+                    result = {"val_AO": table["AO"], "val_SR50": table["SR0.50"], "val_SR75": table["SR0.75"]}
         distributed.barrier()
         return result
 

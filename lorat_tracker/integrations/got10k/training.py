@@ -22,7 +22,8 @@ compat.apply()
 def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="cpu", precision: str = "fp32",
                        batch_size: int = 8) -> Dict[str, Any]:
     """Track every track of every sequence (with >= 2 frames) from its first valid frame; returns
-    ``{"AO", "SR0.50", "SR0.75", "sequences", "frames", "per_sequence": {name: AO}}``."""
+    ``{"AO", "SR0.50", "SR0.75", "sequences", "frames", "per_sequence": {name: AO}}``, or None when no
+    sequence has two frames."""
     from ...batched import SequenceJob, run_batched
     from ...tracker import LoRATTracker
     from ...video import read_rgb
@@ -42,7 +43,7 @@ def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="
             jobs.append(SequenceJob(name, list(seq.frames[first:]), track.boxes[first].tolist(),
                                     meta=(track.boxes[first:], track.valid[first:], seq.frames[first])))
     if not jobs:
-        raise ValueError("no validation sequence has two or more frames to track")
+        return None  # only one-frame tracks (e.g. COCO): nothing to track
     all_ious, per_sequence = [], {}
     for result in run_batched(tracker, jobs, batch_size=batch_size):
         gt, valid, first_frame = result.job.meta
