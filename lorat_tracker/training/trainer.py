@@ -53,6 +53,7 @@ WEIGHTS_FILE = "lorat.bin"
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "curves.png"
 CHECKPOINT_FORMAT = 1
+VAL_SPLIT_KINDS = ("got10k", "got10k-vot", "coco")  # sources with a validation split of their own
 
 
 class RunFolderError(LoRATError, ValueError):
@@ -351,7 +352,9 @@ class Trainer:
         self.sources = [parse_source(s) for s in cfg.data]
         self.train_sets = [read_source(s) for s in self.sources]
         self.val_sources = [parse_source(s) for s in cfg.val]
-        self.val_sets = [read_source(s) for s in self.val_sources]
+        # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017.
+        self.val_sets = [read_source(s, split="val" if s.kind in VAL_SPLIT_KINDS else "train")
+                         for s in self.val_sources]
         self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
                                           rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
                                           grad_checkpointing=cfg.grad_checkpointing, device=self.device,
