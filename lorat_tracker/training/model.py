@@ -162,6 +162,33 @@ class TrainingModel(LoRATModel):
         detached views of the live parameters."""
         return {name: p.detach() for name, p in self.named_trainable_parameters()}
 
+    @torch.no_grad()
+    def load_trainable_state_dict(self, tensors: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Copy trained tensors (official names, e.g. a ``lorat.bin`` or a checkpoint) into the live
+        parameters in place, so an optimizer holding them stays valid (resume). Every trainable tensor
+        must be present with its shape, finite; the meta tensors, if present, must match this model."""
+        tensors = dict(tensors)
+        meta = {k: tensors.pop(k) for k in META_KEYS if k in tensors}
+        ours = self.lora_meta()
+        for k, v in meta.items():
+            if float(v.item()) != float(ours[k].item()):
+                raise WeightsError(f"{source} has {k} = {v.item()} but this model uses {ours[k].item()} - "
+                                   "it was trained with other LoRA settings")
+        named = dict(self.named_trainable_parameters())
+        missing = sorted(set(named) - set(tensors))
+        unexpected = sorted(set(tensors) - set(named))
+        if missing or unexpected:
+            raise WeightsError(f"{source} does not fit variant {self.cfg.name}: "
+                               f"{len(missing)} trainable tensors missing ({', '.join(missing[:3])}), "
+                               f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
+        _check_finite_float(tensors, source)
+        for k, p in named.items():
+            if tuple(tensors[k].shape) != tuple(p.shape):
+                raise WeightsError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, expected "
+                                   f"{tuple(p.shape)} - it belongs to another variant or LoRA rank")
+        for k, p in named.items():
+            p.copy_(tensors[k])
+
     def lora_meta(self) -> Dict[str, torch.Tensor]:
         """The two 0-d meta tensors of the released format: ``lora_alpha`` (int64 when integral,
         as the official ``torch.tensor(alpha)`` of an int) and ``use_rslora`` (bool)."""
