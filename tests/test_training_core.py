@@ -151,7 +151,8 @@ def test_training_step_equals_official(fixture):
     # The parameter groups hold exactly the official names, in optimizer order.
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1)
     assert [g["param_names"] for g in optimizer.param_groups] == [g["params"] for g in info["optimizer"]["groups"]]
-    assert [g["weight_decay"] for g in optimizer.param_groups] == [g["weight_decay"] for g in info["optimizer"]["groups"]]
+    official_groups = info["optimizer"]["groups"]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [g["weight_decay"] for g in official_groups]
     assert sum((g["param_names"] for g in optimizer.param_groups), []) == info["param_order"]
 
     # Two whole steps through TrainStep (clip 1.0, AdamW, zero_grad(set_to_none)).
@@ -386,7 +387,8 @@ def test_save_lorat_bin_is_the_released_format_and_loads_for_tracking(tmp_path):
         p = f"blocks.{n}"
         qkv = state[f"{p}.attn.qkv.weight"].clone()
         for i, part in enumerate("qkv"):
-            qkv[i * d:(i + 1) * d] += saved[f"{p}.attn.qkv.{part}.lora.B"] @ saved[f"{p}.attn.qkv.{part}.lora.A"] * scaling
+            a, b = saved[f"{p}.attn.qkv.{part}.lora.A"], saved[f"{p}.attn.qkv.{part}.lora.B"]
+            qkv[i * d:(i + 1) * d] += b @ a * scaling
         state[f"{p}.attn.qkv.weight"] = qkv
         for name in ("attn.proj", "mlp.fc1", "mlp.fc2"):
             state[f"{p}.{name}.weight"] = (state[f"{p}.{name}.weight"]
@@ -404,10 +406,13 @@ def test_save_lorat_bin_is_the_released_format_and_loads_for_tracking(tmp_path):
     # And the training model's own merge (weights.merge_lora) gives the unmerged forward's outputs.
     batch = _batch("tiny-mlp-224")
     args = (batch["z"], batch["x"], batch["z_feat_mask"])
+    merged = model.merged_model()
     with torch.no_grad():
-        merged_out, unmerged_out = model.merged_model()(*args), model.eval()(*args)
-    for a, b in zip(merged_out, unmerged_out):
-        torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+        merged_out, unmerged_out = merged(*args), model.eval()(*args)
+        for a, b in zip(merged_out, unmerged_out):
+            torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+        model.head.cls_mlp.layers[2].bias += 1.0                   # training goes on ...
+        assert torch.equal(merged(*args)[0], merged_out[0])        # ... the merged snapshot does not change
 
 
 def test_released_file_round_trips_and_full_unmerged_loads(tmp_path):

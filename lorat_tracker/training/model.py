@@ -41,6 +41,7 @@ from timm.layers import drop_path as timm_drop_path
 from ..config import LoRAConfig, VariantConfig, load_config
 from ..errors import WeightsError
 from ..model import LoRATModel
+from ..tracker import resolve_device
 from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
                        _meta_to_timm_key, _variant_mismatch, convert_backbone, merge_lora, read_weights_file)
 
@@ -227,10 +228,11 @@ class TrainingModel(LoRATModel):
     def merged_model(self, device=None) -> LoRATModel:
         """A plain inference ``LoRATModel`` with the LoRA folded in by ``weights.merge_lora``, the code
         that merges released files (same arithmetic, same key handling)."""
-        state = {k: v.detach().to("cpu") for k, v in self.state_dict().items()}
+        state = {k: v.detach() for k, v in self.state_dict().items()}  # merged on the model's device
         adapters = {self.official_name(k): v for k, v in state.items() if ".linear." in k or ".lora." in k}
         adapters.update(self.lora_meta())
-        base = {k: v for k, v in state.items() if not (".linear." in k or ".lora." in k)}
+        # Copies: the merged model must not share the head / token types that training keeps updating.
+        base = {k: v.clone() for k, v in state.items() if not (".linear." in k or ".lora." in k)}
         merged, _ = merge_lora(base, adapters, self.cfg, source="the training model")
         dev = device if device is not None else self.pos_embed.device
         return _instantiate(self.cfg, merged, "the training model", dev)
@@ -320,7 +322,7 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
     model.load_state_dict(state, strict=True, assign=True)
     model._freeze()
     model.head.reset_buffers()
-    return model.to(device)
+    return model.to(resolve_device(device))
 
 
 def _check_weights_kind(path: str, kind: str, cfg: VariantConfig) -> None:
@@ -475,6 +477,6 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-__all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model",
-           "save_lorat_bin", "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name", "subset_drop_residual",
-           "META_KEYS"]
+__all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model", "save_lorat_bin",
+           "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name",
+           "subset_drop_residual", "META_KEYS"]
