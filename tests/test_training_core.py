@@ -410,7 +410,7 @@ def test_save_lorat_bin_is_the_released_format_and_loads_for_tracking(tmp_path):
     with torch.no_grad():
         merged_out, unmerged_out = merged(*args), model.eval()(*args)
         for a, b in zip(merged_out, unmerged_out):
-            torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)    # float32 rounding (measured 1.5e-7)
         model.head.cls_mlp.layers[2].bias += 1.0                   # training goes on ...
         assert torch.equal(merged(*args)[0], merged_out[0])        # ... the merged snapshot does not change
 
