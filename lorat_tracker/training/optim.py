@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..tracker import resolve_device
 from .loss import reduce_num_pos
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -127,7 +128,7 @@ class TrainStep:
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
                  precision: str = "fp32", device="cpu", clip: Optional[float] = 1.0, accumulation: int = 1):
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.precision = precision
         self.autocast_dtype = resolve_training_precision(precision, self.device)
         if int(accumulation) < 1:
