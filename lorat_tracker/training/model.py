@@ -31,7 +31,7 @@ import dataclasses
 import math
 import os
 import secrets
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
