@@ -36,7 +36,8 @@ def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, *, giou: bool = False, eps: 
     iou = overlap / union
     if not giou:
         return iou
-    enclose_wh = (torch.max(boxes1[..., 2:], boxes2[..., 2:]) - torch.min(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
+    enclose_rb = torch.max(boxes1[..., 2:], boxes2[..., 2:])
+    enclose_wh = (enclose_rb - torch.min(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
     enclose = torch.max(enclose_wh[..., 0] * enclose_wh[..., 1], eps_t)
     return iou - (enclose - union) / enclose
 

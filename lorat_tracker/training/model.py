@@ -31,7 +31,7 @@ import dataclasses
 import math
 import os
 import secrets
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from timm.layers import drop_path as timm_drop_path
 from ..config import LoRAConfig, VariantConfig, load_config
 from ..errors import WeightsError
 from ..model import LoRATModel
+from ..tracker import resolve_device
 from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
                        _meta_to_timm_key, _variant_mismatch, convert_backbone, merge_lora, read_weights_file)
 
@@ -162,6 +163,33 @@ class TrainingModel(LoRATModel):
         detached views of the live parameters."""
         return {name: p.detach() for name, p in self.named_trainable_parameters()}
 
+    @torch.no_grad()
+    def load_trainable_state_dict(self, tensors: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Copy trained tensors (official names, e.g. a ``lorat.bin`` or a checkpoint) into the live
+        parameters in place, so an optimizer holding them stays valid (resume). Every trainable tensor
+        must be present with its shape, finite; the meta tensors, if present, must match this model."""
+        tensors = dict(tensors)
+        meta = {k: tensors.pop(k) for k in META_KEYS if k in tensors}
+        ours = self.lora_meta()
+        for k, v in meta.items():
+            if float(v.item()) != float(ours[k].item()):
+                raise WeightsError(f"{source} has {k} = {v.item()} but this model uses {ours[k].item()} - "
+                                   "it was trained with other LoRA settings")
+        named = dict(self.named_trainable_parameters())
+        missing = sorted(set(named) - set(tensors))
+        unexpected = sorted(set(tensors) - set(named))
+        if missing or unexpected:
+            raise WeightsError(f"{source} does not fit variant {self.cfg.name}: "
+                               f"{len(missing)} trainable tensors missing ({', '.join(missing[:3])}), "
+                               f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
+        _check_finite_float(tensors, source)
+        for k, p in named.items():
+            if tuple(tensors[k].shape) != tuple(p.shape):
+                raise WeightsError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, expected "
+                                   f"{tuple(p.shape)} - it belongs to another variant or LoRA rank")
+        for k, p in named.items():
+            p.copy_(tensors[k])
+
     def lora_meta(self) -> Dict[str, torch.Tensor]:
         """The two 0-d meta tensors of the released format: ``lora_alpha`` (int64 when integral,
         as the official ``torch.tensor(alpha)`` of an int) and ``use_rslora`` (bool)."""
@@ -200,10 +228,11 @@ class TrainingModel(LoRATModel):
     def merged_model(self, device=None) -> LoRATModel:
         """A plain inference ``LoRATModel`` with the LoRA folded in by ``weights.merge_lora``, the code
         that merges released files (same arithmetic, same key handling)."""
-        state = {k: v.detach().to("cpu") for k, v in self.state_dict().items()}
+        state = {k: v.detach() for k, v in self.state_dict().items()}  # merged on the model's device
         adapters = {self.official_name(k): v for k, v in state.items() if ".linear." in k or ".lora." in k}
         adapters.update(self.lora_meta())
-        base = {k: v for k, v in state.items() if not (".linear." in k or ".lora." in k)}
+        # Copies: the merged model must not share the head / token types that training keeps updating.
+        base = {k: v.clone() for k, v in state.items() if not (".linear." in k or ".lora." in k)}
         merged, _ = merge_lora(base, adapters, self.cfg, source="the training model")
         dev = device if device is not None else self.pos_embed.device
         return _instantiate(self.cfg, merged, "the training model", dev)
@@ -293,7 +322,7 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
     model.load_state_dict(state, strict=True, assign=True)
     model._freeze()
     model.head.reset_buffers()
-    return model.to(device)
+    return model.to(resolve_device(device))
 
 
 def _check_weights_kind(path: str, kind: str, cfg: VariantConfig) -> None:
@@ -448,6 +477,6 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-__all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model",
-           "save_lorat_bin", "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name", "subset_drop_residual",
-           "META_KEYS"]
+__all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model", "save_lorat_bin",
+           "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name",
+           "subset_drop_residual", "META_KEYS"]

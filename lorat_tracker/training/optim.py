@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..tracker import resolve_device
 from .loss import reduce_num_pos
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -95,6 +96,20 @@ def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def _mean_over_ranks(metrics: Dict[str, float]) -> Dict[str, float]:
+    """Loss metrics of the global batch: each rank's loss is its share of the global loss (divided by
+    the mean positive count), so the mean over ranks equals the single-process loss of the whole batch."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return dict(metrics)
+    keys = list(metrics)
+    backend = torch.distributed.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    t /= torch.distributed.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
 class TrainStep:
     """One optimisation step of the official recipe on one batch (a dict of ``BATCH_KEYS`` tensors):
 
@@ -105,13 +120,15 @@ class TrainStep:
     ``accumulation`` k splits the batch into k micro-batches whose gradients add up before the one
     step. Each micro-batch loss is divided by the positive count of the *whole* batch (all-reduced),
     so the step equals the step on the whole batch up to float summation order. Under DDP the
-    gradient all-reduce runs only on the last micro-batch (``no_sync``).
+    gradient all-reduce runs only on the last micro-batch (``no_sync``), and the returned loss
+    metrics are averaged over ranks (= the loss of the global batch); grad_norm is that of the
+    all-reduced gradients.
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
                  precision: str = "fp32", device="cpu", clip: Optional[float] = 1.0, accumulation: int = 1):
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.precision = precision
         self.autocast_dtype = resolve_training_precision(precision, self.device)
         if int(accumulation) < 1:
@@ -167,7 +184,7 @@ class TrainStep:
         else:
             skipped = True                       # a NaN/inf gradient would destroy the weights
         self.optimizer.zero_grad(set_to_none=True)
-        out = dict(totals)
+        out = _mean_over_ranks(totals)
         out.update(grad_norm=grad_norm, lr=self.optimizer.param_groups[0]["lr"], num_pos=float(num_pos),
                    skipped=float(skipped))
         if self.scaler is not None:
