@@ -494,15 +494,11 @@ def _got10k_read(root: str, subset: str, names: List[str]) -> List[Sequence]:
             raise layout_error("got10k", root, f"{seq_dir}{os.sep} (listed in {os.path.join(root, subset, 'list.txt')})")
         files = SequenceFiles(seq_dir, os.path.join(seq_dir, "groundtruth.txt"), seq_dir)
         n = len(list_images(seq_dir))
+        # As the official reader (trackit's GOT10k constructor): a frame is invalid when absence.label
+        # says 1; cover.label (visible share 0..8) is checked for its format but does not exclude frames.
         absence = read_flags(os.path.join(seq_dir, "absence.label"), n)
-        cover = read_flags(os.path.join(seq_dir, "cover.label"), n)
-        # absent (absence.label 1) or fully covered (cover.label 0: 0 % visible) -> never sampled
-        hidden = np.zeros(n, dtype=bool)
-        if absence is not None:
-            hidden |= absence != 0
-        if cover is not None:
-            hidden |= cover == 0
-        out.append(load_sequence(name, files, "got10k", absent=hidden))
+        read_flags(os.path.join(seq_dir, "cover.label"), n)
+        out.append(load_sequence(name, files, "got10k", absent=None if absence is None else absence != 0))
     return out
 
 
@@ -544,8 +540,9 @@ def _folder(root: str, split: str) -> List[Sequence]:
 def _coco(root: str, split: str) -> List[Sequence]:
     """COCO 2017 through pycocotools: every non-crowd object of every image a one-frame track.
 
-    Crowd annotations (``iscrowd`` 1: a region of many objects) are skipped, as the official LoRAT
-    COCO reader and pytracking's ``MSCOCOSeq`` do; images left without a valid object are dropped.
+    Crowd annotations (``iscrowd`` 1: a region of many objects) are skipped, as the official recipe's
+    COCO source does (trackit's ``COCO_Seed(include_crowd=False)``, the default); images left without a
+    valid object are dropped.
     """
     check_root("coco", root, "coco=DIR")
     ann_file = os.path.join(root, "annotations", f"instances_{split}2017.json")

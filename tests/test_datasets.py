@@ -81,9 +81,14 @@ def test_got10k_train_absence_and_cover(tmp_path):
     (seq_dir / "cover.label").write_text("8\n0\n0\n3\n8\n")
     sequences = read_source(f"got10k={tmp_path}")
     assert [s.name for s in sequences] == ["GOT-10k_Train_000001", "GOT-10k_Train_000002"]
-    assert sequences[0].tracks[0].valid.tolist() == [True, False, False, True, True]
-    val = read_source("got10k", tmp_path, split="val") if (tmp_path / "val").exists() else None
-    assert val is None
+    # absence.label decides, as in the official reader; cover.label 0 alone does not exclude a frame
+    assert sequences[0].tracks[0].valid.tolist() == [True, False, True, True, True]
+    (seq_dir / "cover.label").write_text("8\n0\n0\n3\n")
+    with pytest.raises(AnnotationError, match="cover.label has 4 flags for 5 frames"):
+        read_source(f"got10k={tmp_path}")
+    (seq_dir / "cover.label").write_text("8\n0\n0\n3\n8\n")
+    sd.write_got10k(tmp_path, subset="val", count=1, frames=3)
+    assert [s.name for s in read_source("got10k", tmp_path, split="val")] == ["GOT-10k_Val_000001"]
     with pytest.raises(DatasetLayoutError, match="VOT-excluding split indexes the full GOT-10k train list"):
         read_source(f"got10k-vot={tmp_path}")
 
