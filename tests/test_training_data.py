@@ -264,8 +264,10 @@ def test_pairs_are_identical_with_0_and_2_workers(folder_source):
     again = dataset[5]
     for key in again:
         assert torch.equal(again[key], one[1][key][1]), key
+    assert torch.equal(dataset[(2, 5)]["x"], again["x"])  # the epoch may travel with the index
     dataset.set_epoch(3)
     assert not torch.equal(dataset[5]["x"], again["x"])
+    assert torch.equal(dataset[(2, 5)]["x"], again["x"])
 
 
 def test_unreadable_frame_is_logged_once_and_the_pair_redrawn(folder_source, tmp_path, caplog):

@@ -80,7 +80,7 @@ def hflip(image: torch.Tensor, box_xyxy: np.ndarray):
     """Mirror a (3, H, W) crop and its box: x1' = W - x2, x2' = W - x1."""
     w = image.shape[-1]
     b = np.asarray(box_xyxy, dtype=np.float64)
-    return torch.flip(image, dims=[-1]), np.array([w - b[2], b[1], w - b[0], b[3]])
+    return TF.hflip(image), np.array([w - b[2], b[1], w - b[0], b[3]])
 
 
 def color_jitter(image: torch.Tensor, rng: np.random.Generator, strength=COLOR_JITTER) -> torch.Tensor:
