@@ -306,3 +306,12 @@ def test_rejected_crops_are_redrawn_deterministically(folder_source):
     assert sample is not None and len(calls) == 3
     calls.clear()
     assert torch.equal(dataset[0]["x"], sample["x"])
+
+
+def test_padding_colour_is_the_images_own_mean():
+    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    exact = image.reshape(-1, 3).astype(np.float64).mean(axis=0)
+    assert np.abs(T.image_mean(image).numpy() - exact).max() < 1e-4
+    # the template crop of a box at the image corner is padded with it
+    z, _ = T.SiameseTrainTransform("B-224").template_crop(image, np.array([0.0, 0.0, 20.0, 20.0]))
+    torch.testing.assert_close(z[:, 0, 0], T.image_mean(image))
