@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import math
 import os
 import re
@@ -378,8 +377,8 @@ def lasot_sequences(root: str, subset: str = "test") -> Dict[str, SequenceFiles]
             excluded = set(test)
             names = [n for n in sequences if n not in excluded]
         if not names:
-            raise layout_error("lasot", root, f"the sequences of the LaSOT {subset} split (none found, e.g. "
-                                                f"{os.path.join(root, 'airplane', 'airplane-1' if subset == 'test' else 'airplane-2')})")
+            example = os.path.join(root, "airplane", "airplane-1" if subset == "test" else "airplane-2")
+            raise layout_error("lasot", root, f"the sequences of the LaSOT {subset} split (none found, e.g. {example})")
         sequences = {n: sequences[n] for n in names}
     elif subset != "all":
         raise DatasetLayoutError(f"unknown LaSOT subset {subset!r}: use 'train', 'test' or 'all'")
@@ -491,7 +490,8 @@ def _got10k_read(root: str, subset: str, names: List[str]) -> List[Sequence]:
     for name in names:
         seq_dir = os.path.join(root, subset, name)
         if not os.path.isdir(seq_dir):
-            raise layout_error("got10k", root, f"{seq_dir}{os.sep} (listed in {os.path.join(root, subset, 'list.txt')})")
+            listed = os.path.join(root, subset, "list.txt")
+            raise layout_error("got10k", root, f"{seq_dir}{os.sep} (listed in {listed})")
         files = SequenceFiles(seq_dir, os.path.join(seq_dir, "groundtruth.txt"), seq_dir)
         n = len(list_images(seq_dir))
         # As the official reader (trackit's GOT10k constructor): a frame is invalid when absence.label
@@ -610,7 +610,8 @@ def parse_source(spec: str) -> SourceSpec:
     kind, root = spec.split("=", 1)
     kind = kind.strip().lower()
     if kind not in SOURCE_KINDS:
-        raise DatasetLayoutError(f"unknown data source kind {kind!r} in {spec!r}: choose one of {', '.join(SOURCE_KINDS)}")
+        raise DatasetLayoutError(f"unknown data source kind {kind!r} in {spec!r}: choose one of "
+                                 f"{', '.join(SOURCE_KINDS)}")
     weight = 1.0
     head, sep, tail = root.rpartition(":")
     if sep and head:
@@ -644,7 +645,8 @@ def read_source(spec_or_kind: Union[str, SourceSpec], root: Optional[str] = None
     else:
         kind = str(spec_or_kind).lower()
         if kind not in _READERS:
-            raise DatasetLayoutError(f"unknown data source kind {spec_or_kind!r}: choose one of {', '.join(SOURCE_KINDS)}")
+            raise DatasetLayoutError(f"unknown data source kind {spec_or_kind!r}: choose one of "
+                                     f"{', '.join(SOURCE_KINDS)}")
         spec = SourceSpec(kind, os.fspath(root))
     if opts:
         raise TypeError(f"read_source got unexpected options {sorted(opts)}")
