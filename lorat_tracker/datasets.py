@@ -93,7 +93,7 @@ class Sequence:
     frames: List[str]                      # image paths, one per frame (COCO: one path)
     tracks: List[Track]                    # >= 1
     source: str = ""                       # e.g. "got10k", "folder"
-    size_wh: Optional[Tuple[int, int]] = None   # frame size (of the first frame) when known
+    size_wh: Optional[Tuple[int, int]] = None   # frame size (of the first readable frame) when known
 
 
 class SourceSpec(NamedTuple):
@@ -650,6 +650,10 @@ def read_source(spec_or_kind: Union[str, SourceSpec], root: Optional[str] = None
         spec = SourceSpec(kind, os.fspath(root))
     if opts:
         raise TypeError(f"read_source got unexpected options {sorted(opts)}")
+    layout = LAYOUTS[spec.kind.split("-")[0]]
+    if not os.path.isdir(spec.root):
+        raise DatasetLayoutError(f"data source {spec.kind}={spec.root}: {spec.root} does not exist (or is not a "
+                                 f"folder) - expected layout: {layout}")
     sequences = _READERS[spec.kind](spec.root, split)
     usable = [s for s in sequences if s.tracks]
     for seq in usable:
@@ -657,8 +661,7 @@ def read_source(spec_or_kind: Union[str, SourceSpec], root: Optional[str] = None
     usable = [s for s in usable if s.tracks]
     if not usable:
         raise DatasetLayoutError(f"{spec.kind}={spec.root}: no sequence with a valid (present, non-empty) box "
-                                 f"found ({len(sequences)} sequences read). Expected layout: "
-                                 f"{LAYOUTS[spec.kind.split('-')[0]]}")
+                                 f"found ({len(sequences)} sequences read). Expected layout: {layout}")
     return usable
 
 

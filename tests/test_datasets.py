@@ -303,3 +303,25 @@ def test_check_annotation_allows_later_nan_lines(tmp_path):
     gt.write_text("1,2,0,10\n")
     with pytest.raises(AnnotationError, match="line 1: the first box 1,2,0,10 has no area"):
         check_annotation(str(gt), first_frame=str(frame))
+
+
+@pytest.mark.parametrize("bench, writer, annotation", [
+    ("got10k-val", lambda root: sd.write_got10k(root, "val", count=2, frames=3),
+     "val/GOT-10k_Val_000002/groundtruth.txt"),
+    ("otb", lambda root: sd.write_otb(root, frames=3), "Boy/groundtruth_rect.txt"),
+    ("tnl2k", lambda root: sd.write_tnl2k(root, frames=3), "synthetic_video_1/groundtruth.txt"),
+    ("trackingnet", lambda root: sd.write_trackingnet(root, "TEST", count=2, frames=3), "TEST/anno/synthetic_1.txt"),
+])
+def test_every_benchmark_checks_annotations_before_tracking(tmp_path, tiny_model, capsys, bench, writer,
+                                                            annotation):
+    from lorat_tracker.cli import main
+
+    pytest.importorskip("got10k")
+    writer(tmp_path / "data")
+    gt = tmp_path / "data" / annotation
+    gt.write_text("1,2,x,4\n" + "".join(gt.read_text().splitlines(True)[1:]))
+    args = ["eval", bench, "--root", str(tmp_path / "data"), *map(str, tiny_model.cli_args()),
+            "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")]
+    assert main(args) == 2
+    assert f"{gt}, line 1: '1,2,x,4' is not 4 numbers" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
