@@ -104,7 +104,7 @@ def three_augment(images, rng: np.random.Generator):
     """DeiT-III 3-augment, one choice for all ``images`` ([0, 1] float (3, H, W)): grayscale (3 channels),
     solarize (threshold 128) or Gaussian blur (radius ~ U(0.1, 2.0)), applied by PIL after a
     truncating 8-bit cast (``to_pil_image``), then back to [0, 1] floats."""
-    choice = int(rng.integers(3))
+    choice = int(rng.choice(3))
     radius = float(rng.uniform(*BLUR_RADIUS)) if choice == 2 else None
     out = []
     for image in images:
