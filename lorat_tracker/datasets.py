@@ -694,13 +694,15 @@ def check_annotation(path: str, *, first_frame: Optional[str] = None, one_based:
                      frames: Optional[int] = None) -> np.ndarray:
     """Check a benchmark annotation file before tracking: every line four numbers (NaN allowed after the
     first line: an absent target, scored as a failure), the first box finite with area and inside
-    ``first_frame``; with ``frames``, at least one box per frame unless the file holds only the first box.
+    ``first_frame``; with ``frames``, one box per frame unless the file holds only the first box.
     Returns the boxes as stored."""
     boxes = read_boxes(path, allow_nan=True)
     size = image_size(first_frame) if first_frame is not None else None
     check_first_box(path, boxes, size, one_based)
-    if frames is not None and len(boxes) > 1 and len(boxes) < frames:
-        raise AnnotationError(f"{path} has {len(boxes)} boxes for {frames} frames (fewer boxes than frames)")
+    if frames is not None and len(boxes) > 1 and len(boxes) != frames:
+        fewer = "fewer" if len(boxes) < frames else "more"
+        raise AnnotationError(f"{path} has {len(boxes)} boxes for {frames} frames ({fewer} boxes than frames; one "
+                              "x,y,w,h line per frame expected, or only the first one)")
     return boxes
 
 

@@ -298,8 +298,10 @@ def test_check_annotation_allows_later_nan_lines(tmp_path):
     gt = tmp_path / "gt.txt"
     gt.write_text("1,2,10,10\nNaN,NaN,NaN,NaN\n3,4,5,6\n")
     assert check_annotation(str(gt), first_frame=str(frame), frames=3).shape == (3, 4)
-    with pytest.raises(AnnotationError, match="has 3 boxes for 4 frames"):
+    with pytest.raises(AnnotationError, match=r"has 3 boxes for 4 frames \(fewer"):
         check_annotation(str(gt), first_frame=str(frame), frames=4)
+    with pytest.raises(AnnotationError, match=r"has 3 boxes for 2 frames \(more"):
+        check_annotation(str(gt), first_frame=str(frame), frames=2)
     gt.write_text("1,2,0,10\n")
     with pytest.raises(AnnotationError, match="line 1: the first box 1,2,0,10 has no area"):
         check_annotation(str(gt), first_frame=str(frame))
