@@ -656,8 +656,9 @@ def read_source(spec_or_kind: Union[str, SourceSpec], root: Optional[str] = None
     """Every usable sequence of a source, each annotation line checked before this returns.
 
     ``read_source("folder=/data/videos")``, ``read_source("lasot", "/data/LaSOT")`` or a ``SourceSpec``.
-    ``split`` is ``"train"`` for training; ``"val"`` reads GOT-10k val (``got10k``) or the VOT-excluding
-    validation list (``got10k-vot``), ``"val"`` of COCO reads ``val2017``. Raises ``DatasetLayoutError``
+    ``split`` is ``"train"`` for training; ``"val"`` reads GOT-10k val (``got10k``), the VOT-excluding
+    validation list (``got10k-vot``) or COCO ``val2017``; a ``folder`` is read whole either way, and LaSOT
+    and TrackingNet have no validation split. Raises ``DatasetLayoutError``
     (wrong layout, unknown kind) or ``AnnotationError`` (naming file and line), or when nothing usable
     is left.
     """
@@ -673,6 +674,11 @@ def read_source(spec_or_kind: Union[str, SourceSpec], root: Optional[str] = None
         spec = SourceSpec(kind, os.fspath(root))
     if opts:
         raise TypeError(f"read_source got unexpected options {sorted(opts)}")
+    if split not in ("train", "val"):
+        raise DatasetLayoutError(f"unknown split {split!r}: use 'train' or 'val'")
+    if split == "val" and spec.kind in ("lasot", "trackingnet"):
+        raise DatasetLayoutError(f"{TITLES[spec.kind]} has no validation split - validate on got10k=DIR (GOT-10k val), "
+                                 "got10k-vot=DIR or folder=DIR (your own sequences)")
     layout = LAYOUTS[spec.kind.split("-")[0]]
     if not os.path.isdir(spec.root):
         raise DatasetLayoutError(f"data source {spec.kind}={spec.root}: {spec.root} does not exist (or is not a "

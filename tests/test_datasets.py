@@ -229,6 +229,10 @@ def test_wrong_layouts(tmp_path):
     (frames_missing / "groundtruth.txt").write_text("1,1,5,5\n")
     with pytest.raises(DatasetLayoutError, match="the frames of"):
         read_source("folder", tmp_path / "noframes")
+    with pytest.raises(DatasetLayoutError, match="LaSOT has no validation split"):
+        read_source("lasot", tmp_path, split="val")
+    with pytest.raises(DatasetLayoutError, match="unknown split 'test'"):
+        read_source("folder", tmp_path, split="test")
     with pytest.raises(DatasetLayoutError, match="unknown data source kind 'imagenet'"):
         read_source("imagenet", tmp_path)
     with pytest.raises(DatasetLayoutError, match="GOT-10k dataset root: missing .*list.txt"):
