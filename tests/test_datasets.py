@@ -206,6 +206,9 @@ def test_absent_frame_may_lie_anywhere_but_flags_are_checked(tmp_path):
     (seq_dir / "absence.label").write_text("0\nyes\n0\n")
     with pytest.raises(AnnotationError, match=r"absence.label, line 2: 'yes' is not an integer flag"):
         read_source("folder", tmp_path)
+    (seq_dir / "absence.label").write_text("0\n1\ninf\n")
+    with pytest.raises(AnnotationError, match=r"absence.label, line 3: 'inf' is not an integer flag"):
+        read_source("folder", tmp_path)
     (seq_dir / "absence.label").write_text("0\n1\n")
     with pytest.raises(AnnotationError, match=r"absence.label has 2 flags for 3 frames"):
         read_source("folder", tmp_path)
