@@ -62,9 +62,14 @@ class PairDataset(torch.utils.data.Dataset):
             log.warning("cannot read frame %s (%s): skipped, its pairs are redrawn", path, e)
             return None
 
-    def __getitem__(self, index: int) -> dict:
-        rng = generator(self.seed, self.epoch, index)
-        d, s = self.sampler.pick(self.epoch, index)
+    def __getitem__(self, index) -> dict:
+        """Sample ``index`` of the current epoch, or of ``epoch`` when given ``(epoch, index)`` (for a
+        batch sampler that carries the epoch, e.g. with persistent DataLoader workers)."""
+        epoch = self.epoch
+        if isinstance(index, tuple):
+            epoch, index = (int(v) for v in index)
+        rng = generator(self.seed, epoch, index)
+        d, s = self.sampler.pick(epoch, index)
         for _ in range(self.max_redraws):
             seq = self.datasets[d][s]
             t, zi, xi = self.sampler.frames(seq, rng)
@@ -77,5 +82,5 @@ class PairDataset(torch.utils.data.Dataset):
                     return sample
             d, s = self.sampler.redraw(rng)
         raise DatasetLayoutError(f"no usable training pair after {self.max_redraws} draws (sample {index} of "
-                                 f"epoch {self.epoch}): check that the frames can be read and that the targets "
+                                 f"epoch {epoch}): check that the frames can be read and that the targets "
                                  "are at least a few pixels large")

@@ -94,11 +94,15 @@ class PairSampler:
 
     def frames(self, seq: Sequence, rng: np.random.Generator) -> Tuple[int, int, int]:
         """(track index, z frame, x frame): valid frames only, x within ``max_gap`` of z."""
-        t = int(rng.integers(len(seq.tracks)))
+        # The draws mirror the official sampler's (a track only when there are several, no frame draw
+        # for a one-frame track, ``choice`` among candidates), so a generator state gives its pair.
+        t = int(rng.integers(0, len(seq.tracks))) if len(seq.tracks) > 1 else 0
         valid = np.flatnonzero(seq.tracks[t].valid)
         if len(valid) == 0:
             raise DatasetLayoutError(f"sequence {seq.name}: track {t} has no valid frame")
-        z = int(valid[rng.integers(len(valid))])
+        if len(seq.tracks[t].valid) == 1:
+            return t, 0, 0
+        z = int(rng.choice(valid))
         near = valid[(valid >= z - self.max_gap) & (valid <= z + self.max_gap) & (valid != z)]
-        x = int(near[rng.integers(len(near))]) if len(near) else z
+        x = int(rng.choice(near)) if len(near) else z
         return t, z, x
