@@ -488,6 +488,8 @@ def load_sequence(name: str, files: SequenceFiles, source: str, *, one_based: bo
 
 
 def _got10k_train(root: str, split: str, vot_split: bool) -> List[Sequence]:
+    if not vot_split and split != "train":
+        return _got10k_subset(root, split)  # GOT-10k val: its own list, no train list needed
     names = got10k_list(root, "train")
     if vot_split:
         index_file = {"train": "got10k_vot_train_split.txt", "val": "got10k_vot_val_split.txt"}.get(split)
