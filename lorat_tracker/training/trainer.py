@@ -569,19 +569,11 @@ class Trainer:
             del loader
 
     def _reduce(self, metrics: Dict[str, Any]):
-        """Loss terms averaged over ranks (for logging) and the stop flag of any rank, in one all-reduce."""
-        keys = ("loss", "Loss/bce", "Loss/iou")
-        values = {k: float(metrics[k]) for k in keys if k in metrics}
-        out = dict(values, grad_norm=float(metrics.get("grad_norm", float("nan"))))
-        if self.world == 1:
-            return out, self._stop_requested
-        t = torch.tensor([values.get(k, 0.0) for k in keys] + [float(self._stop_requested)], dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
-        torch.distributed.all_reduce(t)
-        for i, k in enumerate(keys):
-            if k in values:
-                out[k] = t[i].item() / self.world
-        return out, bool(t[-1].item() > 0)
+        """The step's metrics (TrainStep already averages the loss terms over ranks: the global batch's
+        loss) and whether any rank was asked to stop (one all-reduce, so all ranks stop at the same step)."""
+        out = {k: float(metrics[k]) for k in ("loss", "Loss/bce", "Loss/iou") if k in metrics}
+        out["grad_norm"] = float(metrics.get("grad_norm", float("nan")))
+        return out, self._any_stop()
 
     def _any_stop(self) -> bool:
         if self.world == 1:
