@@ -380,7 +380,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.train_step = TrainStep(self.net, self.criterion, self.optimizer, precision=self.precision,
                                     device=self.device, clip=cfg.clip, accumulation=cfg.grad_accum)
         return self.state
