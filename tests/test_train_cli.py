@@ -238,3 +238,12 @@ def test_out_holding_another_run_or_other_files(reference, tiny_model, data_root
     (other / "notes.txt").write_text("mine\n")
     _fails(capsys, _args(tiny_model, data_root, other), "not a lorat train run")
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_unreadable_checkpoint_is_one_line(reference, tiny_model, data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    (out / "checkpoint.pth").write_bytes((reference / "checkpoint.pth").read_bytes()[:1000])  # truncated
+    before = _tree(out)
+    _fails(capsys, _args(tiny_model, data_root, out), "checkpoint.pth cannot be read")
+    assert _tree(out) == before

@@ -259,15 +259,21 @@ def _seed_step(seed: int, step: int, rank: int) -> None:
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG of the process, as tensors and plain values (so ``torch.load(weights_only=True)`` reads it)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    cached],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -333,7 +339,11 @@ class Trainer:
         self.state = check_run_folder(cfg)
         path = os.path.join(cfg.out, CHECKPOINT_FILE)
         if self.state == "resume":
-            self.checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            try:  # weights_only: a checkpoint is tensors and plain values, never code
+                self.checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated or foreign file: torch raises several types
+                raise RunFolderError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}) - "
+                                     "delete it to start the run over, or pass another --out") from None
             if self.checkpoint.get("format") != CHECKPOINT_FORMAT:
                 raise RunFolderError(f"{path} was written by another version of lorat train - pass another --out")
             if self.checkpoint["epoch"] >= cfg.epochs:
