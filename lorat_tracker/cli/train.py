@@ -21,17 +21,20 @@ from . import UsageError
 DATA_HELP = """data sources (--data KIND=ROOT[:WEIGHT], repeatable; WEIGHT = relative share of the pairs, default 1):
   folder        ROOT/<sequence>/{frames (*.jpg|*.png, in name order), groundtruth.txt (one 0-based x,y,w,h line
                 per frame), absence.label (optional: one 0/1 per frame, 1 = target absent)}
-  got10k        ROOT/train/list.txt, ROOT/train/GOT-10k_Train_000001/...  (GOT-10k train)
+  got10k        ROOT/train/list.txt, ROOT/train/GOT-10k_Train_000001/...  (GOT-10k train; as --val: ROOT/val/)
+  got10k-vot    the same, restricted to the official 7,086-sequence split that excludes VOT sequences
+                (needs the full GOT-10k train list; as --val: the 1,249-sequence remainder)
   lasot         ROOT/<class>/<class>-<n>/{img/, groundtruth.txt, full_occlusion.txt, out_of_view.txt}
   trackingnet   ROOT/TRAIN_0..TRAIN_11/{anno/<seq>.txt, frames/<seq>/0.jpg...}
-  coco          ROOT/annotations/instances_train2017.json, ROOT/train2017/*.jpg  (every object a one-frame track)
+  coco          ROOT/annotations/instances_train2017.json, ROOT/train2017/*.jpg  (every object a one-frame track;
+                as --val: val2017, validation loss only)
 """
 
 EPILOG = DATA_HELP + """
 examples:
   lorat train --variant B-224 --backbone dinov2_vitb14_pretrain.pth --weights base.bin \\
       --data folder=data/my_videos --val folder=data/my_val --out runs/my-b224 \\
-      --epochs 10 --pairs-per-epoch 8192 --batch-size 32 --lr 2e-5 --warmup-epochs 1
+      --epochs 20 --pairs-per-epoch 8192 --batch-size 32 --lr 2e-5 --warmup-epochs 1 --eval-every 5
   torchrun --nproc_per_node 4 -m lorat_tracker train ...same options...   (several GPUs)
 
 Run the same command again to resume; a finished run says so and exits.
