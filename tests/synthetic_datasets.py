@@ -30,16 +30,17 @@ def _write_boxes(path: Path, boxes: np.ndarray, delimiter: str = ",") -> None:
     np.savetxt(path, boxes, fmt="%d", delimiter=delimiter)
 
 
-def _sequences(count: int, frames: int, seed: int):
-    return [render_sequence(num_frames=frames, seed=seed + k) for k in range(count)]
+def _sequences(count: int, frames: int, seed: int, **render):
+    return [render_sequence(num_frames=frames, seed=seed + k, **render) for k in range(count)]
 
 
-def write_got10k(root, subset: str = "val", count: int = 3, frames: int = 12, seed: int = 0
+def write_got10k(root, subset: str = "val", count: int = 3, frames: int = 12, seed: int = 0, **render
                  ) -> Dict[str, SyntheticSequence]:
-    """``root/<subset>/list.txt`` and ``GOT-10k_<Subset>_00000k/`` sequence folders."""
+    """``root/<subset>/list.txt`` and ``GOT-10k_<Subset>_00000k/`` sequence folders (``render``: options of
+    ``render_sequence``)."""
     base = Path(root) / subset
     out = {}
-    for k, seq in enumerate(_sequences(count, frames, seed)):
+    for k, seq in enumerate(_sequences(count, frames, seed, **render)):
         name = f"GOT-10k_{subset.capitalize()}_{k + 1:06d}"
         d = base / name
         _write_frames(d, seq, "%08d.jpg")
