@@ -173,7 +173,6 @@ def main(argv=None) -> int:
             print(f"{cfg.name} {precision} batch {args.batch_size}: step {run['step_pairs_per_s']:.2f} pairs/s "
                   f"({step_s * 1000:.0f} ms), bare forward+backward {run['bare_pairs_per_s']:.2f} pairs/s "
                   f"({bare_s * 1000:.0f} ms), step/bare {run['step_over_bare']:.3f}, {mem}", flush=True)
-            del model, optimizer, step
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -5,7 +5,6 @@ from, with the evaluation of both in metrics.csv and in the printed tables."""
 from __future__ import annotations
 
 import csv
-import os
 
 import pytest
 
@@ -20,17 +19,16 @@ OBJECT_CELLS = 16  # a busy object texture: the random-weight test backbone can 
 def test_fine_tuning_on_generated_videos_tracks_held_out_ones_better(tiny_model, tmp_path, capsys):
     from lorat_tracker.cli import main
 
-    seed = os.environ.get("LORAT_E2E_SEED", "0")
     sd.write_folder(tmp_path / "videos", count=16, frames=40, seed=1000, object_cells=OBJECT_CELLS)
     sd.write_got10k(tmp_path / "GOT-10k", subset="val", count=HELD_OUT, frames=20, seed=5000,
                     object_cells=OBJECT_CELLS)
     out = tmp_path / "run"
-    # 4,096 pairs at a constant lr 3e-3 (cosine from 3e-3 to 3e-3), batch 16: ~2 min on one busy core.
+    # 4,096 pairs, batch 16, lr 3e-3 decaying (cosine) to 1e-4: ~2 min on one core of a busy machine.
     code = main(["train", *tiny_model.cli_args(), "--data", f"folder={tmp_path / 'videos'}",
                  "--val", f"got10k={tmp_path / 'GOT-10k'}", "--out", str(out), "--epochs", "2",
-                 "--pairs-per-epoch", "2048", "--batch-size", "16", "--lr", "3e-3", "--min-lr", "3e-3",
+                 "--pairs-per-epoch", "2048", "--batch-size", "16", "--lr", "3e-3", "--min-lr", "1e-4",
                  "--warmup-epochs", "0", "--val-pairs", "48", "--eval-every", "2", "--workers", "1",
-                 "--device", "cpu", "--no-progress", "--seed", seed])
+                 "--device", "cpu", "--no-progress"])
     captured = capsys.readouterr()
     text = captured.out
     assert code == 0, captured.err
@@ -46,5 +44,7 @@ def test_fine_tuning_on_generated_videos_tracks_held_out_ones_better(tiny_model,
     assert rows[1]["val_AO"] == ""  # evaluated every 2 epochs only
     start, trained = float(rows[0]["val_AO"]), float(rows[2]["val_AO"])
     print(f"held-out AO: start {start:.3f}, fine-tuned {trained:.3f}")
-    # Measured (sampling seeds 0 / 1 / 2): 0.179 -> 0.272 / 0.270 / SEED2; half of that gain is asserted.
-    assert trained > start + 0.045
+    # Measured with --seed 0 / 1 / 2 (other pair samples and augmentations): 0.179 -> 0.233 / 0.245 /
+    # 0.239, so a gain of at least 0.05 on every seed tried; about half of it is asserted. (Kept constant
+    # at 3e-3 to the end instead, the final AO scattered: 0.272 / 0.270 / 0.160.)
+    assert trained > start + 0.03
