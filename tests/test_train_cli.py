@@ -94,7 +94,7 @@ def reference(tiny_model, data_root, tmp_path_factory):
     return out
 
 
-def test_outputs_of_a_run(reference, tiny_model):
+def test_outputs_of_a_run(reference, tiny_model, tmp_path):
     from lorat_tracker import LoRATTracker
     from lorat_tracker.weights import read_weights_file
 
@@ -114,6 +114,9 @@ def test_outputs_of_a_run(reference, tiny_model):
         assert (reference / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     LoRATTracker.from_pretrained(tiny_model.variant, weights=reference / "lorat.bin", backbone=tiny_model.backbone,
                                  device="cpu")  # loads unchanged
+    merged = tmp_path / "merged.safetensors"
+    assert _main(["export", "--variant", tiny_model.variant, "--weights", reference / "lorat.bin",
+                  "--backbone", tiny_model.backbone, "--out", merged]) == 0 and merged.is_file()
 
 
 def test_interrupted_and_resumed_runs_end_with_the_same_weights(reference, tiny_model, data_root, tmp_path,
