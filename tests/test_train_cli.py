@@ -90,7 +90,7 @@ def _main(args) -> int:
 def reference(tiny_model, data_root, tmp_path_factory):
     """One uninterrupted run (data loaded in the main process)."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert _main(_args(tiny_model, data_root, out, "--workers", "0")) == 0
+    assert _main(_args(tiny_model, data_root, out, "--workers", "0", "--checkpoint-every", "1")) == 0
     return out
 
 
@@ -106,6 +106,9 @@ def test_outputs_of_a_run(reference, tiny_model, tmp_path):
     released = read_weights_file(tiny_model.weights).tensors
     trained = _weights(reference)
     assert set(trained) == set(released)
+    snapshot = load_file(str(reference / "checkpoints" / "epoch-0001.bin"))  # --checkpoint-every 1
+    assert set(snapshot) == set(released) and any(not torch.equal(snapshot[k], trained[k]) for k in trained)
+    assert not (reference / "checkpoints" / "epoch-0002.bin").exists()  # the last epoch is lorat.bin
     assert any(not torch.equal(trained[k], released[k]) for k in released if k not in ("lora_alpha", "use_rslora"))
     # Files honour the umask (not mkstemp's 0600).
     umask = os.umask(0)
