@@ -39,6 +39,8 @@ class BackboneConfig:
     pretrained_grid: int = 37             # side of the DINOv2 pos_embed grid (img_size 518)
     timm_name: Optional[str] = None
     meta_file: Optional[str] = None
+    drop_path: float = 0.0                # stochastic depth in training, the same for every block (DINOv2's
+                                          # drop_path_uniform); > 0.1 selects DINOv2's batch-subset variant
 
     @property
     def ffn_hidden(self) -> int:
@@ -165,6 +167,8 @@ def validate(cfg: VariantConfig) -> List[str]:
                    integer("backbone.pretrained_grid", b.pretrained_grid)])
     if b.ffn not in ("mlp", "swiglu"):
         problems.append(f"backbone.ffn is {b.ffn!r}, expected 'mlp' or 'swiglu'")
+    if number("backbone.drop_path", b.drop_path, 0, 1) and b.drop_path == 1:
+        problems.append("backbone.drop_path is 1, expected a rate in [0, 1)")
     for key in ("timm_name", "meta_file"):
         value = getattr(b, key)
         if value is not None and not isinstance(value, str):

@@ -67,21 +67,26 @@ class CropParams(NamedTuple):
         return np.array([b[0] * rs[0] + rt[0], b[1] * rs[1] + rt[1], b[2] * rs[0] + rt[0], b[3] * rs[1] + rt[1]])
 
 
-def pixel_aligned_crop(image: np.ndarray, scale: float, translation: np.ndarray, out_size_wh,
+def pixel_aligned_crop(image: np.ndarray, scale, translation: np.ndarray, out_size_wh,
                        fill: torch.Tensor, out: torch.Tensor | None = None) -> Tuple[torch.Tensor, CropParams]:
     """Crop ``image`` (H, W, 3) uint8 to a (3, H_o, W_o) float32 tensor on 0..255 with ``fill`` padding.
 
-    ``fill`` is a (3,) float32 tensor; ``out``, if given, is a (3, H_o, W_o) buffer written in place
-    (its device decides where the resize runs).
+    ``scale`` is one number, or (sx, sy) per axis (training's scale/aspect jitter). ``fill`` is a (3,)
+    float32 tensor; ``out``, if given, is a (3, H_o, W_o) buffer written in place (its device decides
+    where the resize runs).
     """
     out_w, out_h = out_size_wh
     img_h, img_w = image.shape[:2]
+    if np.ndim(scale) == 0:
+        sx = sy = float(scale)
+    else:
+        sx, sy = (float(v) for v in scale)
     tx, ty = float(translation[0]), float(translation[1])
     # Output rectangle: the whole image mapped into the crop, clipped, snapped outward.
-    o = rasterize(clip_box((tx, ty, img_w * scale + tx, img_h * scale + ty), (out_w, out_h)))
+    o = rasterize(clip_box((tx, ty, img_w * sx + tx, img_h * sy + ty), (out_w, out_h)))
     # Input rectangle: O mapped back with the reversed parameters, snapped outward, clipped.
-    rs, rtx, rty = 1.0 / scale, -tx / scale, -ty / scale
-    i = clip_box(rasterize((o[0] * rs + rtx, o[1] * rs + rty, o[2] * rs + rtx, o[3] * rs + rty)), (img_w, img_h))
+    rsx, rsy, rtx, rty = 1.0 / sx, 1.0 / sy, -tx / sx, -ty / sy
+    i = clip_box(rasterize((o[0] * rsx + rtx, o[1] * rsy + rty, o[2] * rsx + rtx, o[3] * rsy + rty)), (img_w, img_h))
     device = out.device if out is not None else fill.device
     if out is None:
         out = torch.empty(3, out_h, out_w, dtype=torch.float32, device=device)
@@ -95,7 +100,7 @@ def pixel_aligned_crop(image: np.ndarray, scale: float, translation: np.ndarray,
         s_eff = np.array([o_w, o_h], dtype=np.float32) / np.array([i_w, i_h], dtype=np.float32)
         t_eff = np.array([o[0], o[1]], dtype=np.float32) - np.array([i[0], i[1]], dtype=np.float32) * s_eff
     else:  # nothing of the image is inside the crop; keep the nominal mapping
-        s_eff = np.array([scale, scale], dtype=np.float32)
+        s_eff = np.array([sx, sy], dtype=np.float32)
         t_eff = np.array([tx, ty], dtype=np.float32)
     return out, CropParams(s_eff, t_eff)
 

@@ -38,6 +38,11 @@ class DatasetLayoutError(LoRATError, ValueError):
     """A benchmark dataset root whose files are not laid out the way the benchmark expects."""
 
 
+class AnnotationError(DatasetLayoutError):
+    """An annotation file (boxes, flags, COCO json) with a line or entry that cannot be used; the message
+    names the file and the line."""
+
+
 class ResultsLayoutError(LoRATError, ValueError):
     """A folder of tracking results (e.g. for ``lorat eval --compare``) that lacks a sequence's file."""
 

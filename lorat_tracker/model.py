@@ -121,9 +121,7 @@ class LoRATModel(nn.Module):
         """
         z_tok = self.patch_embed(z) + self.template_pos_embed() + self.token_type_embed[z_feat_mask.flatten(1)]
         x_tok = self.patch_embed(x) + self.pos_embed + self.token_type_embed[2].view(1, 1, -1)
-        tokens = torch.cat((z_tok, x_tok), dim=1)
-        for block in self.blocks:
-            tokens = block(tokens)
+        tokens = self.forward_blocks(torch.cat((z_tok, x_tok), dim=1))
         tokens = self.norm(tokens)
         # .contiguous(): for B > 1 the search-token slice is a strided view, and F.linear on a strided
         # 3-D input takes a matmul path whose float32 sums differ in the last bit from the batch-1
@@ -131,6 +129,12 @@ class LoRATModel(nn.Module):
         # rows are bit-identical wherever the BLAS sums batched GEMMs like single ones (see
         # lorat_tracker.batched). A no-op at B = 1, so single-target results are unchanged.
         return self.head(tokens[:, z_tok.shape[1]:].contiguous())
+
+    def forward_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The ViT blocks on the joint sequence (the training build overrides this: drop path, checkpointing)."""
+        for block in self.blocks:
+            tokens = block(tokens)
+        return tokens
 
 
 def resize_pos_embed(pretrained: torch.Tensor, grid: int, pretrained_grid: int) -> torch.Tensor:

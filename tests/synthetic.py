@@ -36,7 +36,8 @@ def _texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray
 
 
 def render_sequence(num_frames: int = 12, size_wh=(320, 240), num_objects: int = 1, seed: int = 0,
-                    object_size=(48, 36), speed: float = 4.0) -> SyntheticSequence:
+                    object_size=(48, 36), speed: float = 4.0, object_cells: int = 4) -> SyntheticSequence:
+    """``object_cells``: the side of the object texture's coarse grid (more = a busier object)."""
     rng = np.random.default_rng(seed)
     width, height = size_wh
     background = _texture(rng, height, width, 12)
@@ -44,7 +45,7 @@ def render_sequence(num_frames: int = 12, size_wh=(320, 240), num_objects: int =
     for _ in range(num_objects):
         ow = int(object_size[0] * rng.uniform(0.8, 1.2))
         oh = int(object_size[1] * rng.uniform(0.8, 1.2))
-        patch = _texture(rng, oh, ow, 4)
+        patch = _texture(rng, oh, ow, object_cells)
         patch = np.clip(patch.astype(np.int16) + rng.integers(-60, 60, size=3), 0, 255).astype(np.uint8)
         pos = np.array([rng.uniform(10, width - ow - 10), rng.uniform(10, height - oh - 10)])
         vel = rng.uniform(-speed, speed, size=2)

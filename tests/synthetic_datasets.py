@@ -30,16 +30,17 @@ def _write_boxes(path: Path, boxes: np.ndarray, delimiter: str = ",") -> None:
     np.savetxt(path, boxes, fmt="%d", delimiter=delimiter)
 
 
-def _sequences(count: int, frames: int, seed: int):
-    return [render_sequence(num_frames=frames, seed=seed + k) for k in range(count)]
+def _sequences(count: int, frames: int, seed: int, **render):
+    return [render_sequence(num_frames=frames, seed=seed + k, **render) for k in range(count)]
 
 
-def write_got10k(root, subset: str = "val", count: int = 3, frames: int = 12, seed: int = 0
+def write_got10k(root, subset: str = "val", count: int = 3, frames: int = 12, seed: int = 0, **render
                  ) -> Dict[str, SyntheticSequence]:
-    """``root/<subset>/list.txt`` and ``GOT-10k_<Subset>_00000k/`` sequence folders."""
+    """``root/<subset>/list.txt`` and ``GOT-10k_<Subset>_00000k/`` sequence folders (``render``: options of
+    ``render_sequence``)."""
     base = Path(root) / subset
     out = {}
-    for k, seq in enumerate(_sequences(count, frames, seed)):
+    for k, seq in enumerate(_sequences(count, frames, seed, **render)):
         name = f"GOT-10k_{subset.capitalize()}_{k + 1:06d}"
         d = base / name
         _write_frames(d, seq, "%08d.jpg")
@@ -116,3 +117,26 @@ def read_rgb(path) -> np.ndarray:
 
     with Image.open(os.fspath(path)) as im:
         return np.array(im.convert("RGB"))
+
+
+def write_folder(root, count: int = 3, frames: int = 12, seed: int = 50, delimiter: str = ",",
+                 absent=None, **render) -> Dict[str, SyntheticSequence]:
+    """``root/<seq>/%08d.jpg`` and ``groundtruth.txt`` (0-based x,y,w,h): the ``folder`` training layout.
+
+    ``absent``: frame indices written as ``0,0,0,0`` and flagged 1 in ``absence.label`` (first sequence).
+    ``render`` goes to ``render_sequence`` (e.g. ``object_size``, ``speed``)."""
+    out = {}
+    for k in range(count):
+        seq = render_sequence(num_frames=frames, seed=seed + k, **render)
+        name = f"video_{k}"
+        d = Path(root) / name
+        _write_frames(d, seq, "%08d.jpg")
+        boxes = seq.boxes[0].copy()
+        if absent is not None and k == 0:
+            flags = np.zeros(seq.num_frames, dtype=int)
+            flags[list(absent)] = 1
+            boxes[list(absent)] = 0
+            np.savetxt(d / "absence.label", flags, fmt="%d")
+        _write_boxes(d / "groundtruth.txt", boxes, delimiter)
+        out[name] = seq
+    return out

@@ -24,6 +24,8 @@ def test_wheel_carries_configs_and_selftest_data(tmp_path):
     assert not any(n.startswith("integrations/") for n in names)  # no top-level package to collide with
     assert "lorat_tracker/selftest_data/tiny-mlp/lorat.bin" in names
     assert any(n.startswith("lorat_tracker/integrations/vot/") for n in names)
+    for split in ("got10k_vot_train_split.txt", "got10k_vot_val_split.txt", "lasot_test_split.txt"):
+        assert f"lorat_tracker/data/{split}" in names  # the dataset readers' split lists
     code = ("import lorat_tracker, lorat_tracker.config as c; "
             "assert lorat_tracker.__file__.startswith(%r), lorat_tracker.__file__; "
             "assert 'g-378' in c.available_variants(); print(c.load_config('g-378').search_grid)" % str(site))

@@ -21,6 +21,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SUBCOMMANDS = {
     "track": "lorat_tracker.cli.track",
     "eval": "lorat_tracker.cli.evaluate",
+    "train": "lorat_tracker.cli.train",
     "export": "lorat_tracker.cli.export",
     "info": "lorat_tracker.cli.export",
     "selftest": "lorat_tracker.cli.selftest",

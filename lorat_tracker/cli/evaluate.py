@@ -118,6 +118,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
+    bench.check_annotations()  # every line of every selected sequence, before anything is tracked
     if compare and not bench.has_ground_truth:
         raise UsageError(f"--compare needs ground truth, and {bench.title}'s is withheld (its evaluation server "
                          "scores the submissions) - drop --compare")

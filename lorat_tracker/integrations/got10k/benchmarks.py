@@ -16,7 +16,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from lorat_tracker.errors import DatasetLayoutError, ResultsLayoutError
+from lorat_tracker.datasets import check_annotation
+from lorat_tracker.errors import AnnotationError, DatasetLayoutError, ResultsLayoutError
 
 from . import datasets as ds
 from .experiments import (ExperimentLaSOT, ExperimentLaSOTExtension, ExperimentOPE, ExperimentTNL2K,
@@ -95,6 +96,37 @@ class Benchmark:
         """``(img_files, anno)`` with ``anno`` as stored on disk."""
         item = self.experiment.dataset[seq_name]
         return item[0], item[1]
+
+    def check_annotations(self) -> None:
+        """Parse every annotation line of every selected sequence before anything is tracked.
+
+        ``AnnotationError`` names the file and the line: a line that is not numbers, a first box that
+        is not finite, has no area or misses its frame, fewer boxes than frames (later NaN lines are
+        allowed: some benchmarks mark an absent target that way, and it is scored as a failure).
+        """
+        for seq_name in self.sequences:
+            path, first_frame, one_based, frames = self._annotation_of(seq_name)
+            if self.key == "nfs":
+                _check_nfs_annotation(path)
+            else:
+                check_annotation(path, first_frame=first_frame, one_based=one_based, frames=frames)
+
+    def _annotation_of(self, seq_name: str):
+        """(annotation file, a frame of the sequence, 1-based?, frame count or None) of a sequence."""
+        dataset = self.experiment.dataset
+        if self.kind == "ope":
+            files = dataset.files(seq_name)
+            frames = ds.list_images(files.frames_dir)
+            return files.annotation, frames[0] if frames else None, self.experiment.one_based, len(frames)
+        base = getattr(dataset, "_dataset", dataset)
+        i = list(base.seq_names).index(seq_name)
+        seq_dir = base.seq_dirs[i]
+        if self.key == "otb":
+            seq_dir = os.path.join(seq_dir, "img")
+        frames = ds.list_images(seq_dir)
+        # OTB and UAV123 sequences may start or end inside their folder: no frame count check there
+        count = len(frames) if self.kind == "got10k" else None
+        return base.anno_files[i], frames[0] if frames else None, False, count
 
     def init_box(self, anno) -> np.ndarray:
         """The first box as the tracker takes it (0-based; LaSOT's 1-based files shifted)."""
@@ -220,6 +252,25 @@ class Benchmark:
         else:
             atomic_savetxt(os.path.join(scratch, label, f"{seq_name}.txt"), boxes, "%.3f", ",")
             atomic_savetxt(os.path.join(scratch, label, "times", f"{seq_name}_time.txt"), times, "%.8f")
+
+
+def _check_nfs_annotation(path: str) -> None:
+    """NfS's own format: ``<id> <left> <top> <right> <bottom> ...`` a line (what the toolkit reads)."""
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    for n, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields and n == len(lines):
+            continue
+        try:
+            l, t, r, b = (float(v) for v in fields[1:5])
+        except ValueError:
+            l = None
+        if l is None or len(fields) < 5:
+            raise AnnotationError(f"{path}, line {n}: {line[:60]!r} is not '<id> <left> <top> <right> <bottom> ...'")
+        if n == 1 and not (np.isfinite([l, t, r, b]).all() and r > l and b > t):
+            raise AnnotationError(f"{path}, line 1: the first box ({line[:60]!r}) is not finite or has no area - "
+                                  "tracking starts from it")
 
 
 def _build(key: str, root: str, result_dir: str, report_dir: str, sequences):

@@ -1,0 +1,58 @@
+"""Tracking evaluation of weights under training (``lorat train --val``), scored by the GOT-10k toolkit.
+
+The validation sequences are the training code's ``Sequence`` records (any source: a user's
+``folder``, GOT-10k val, ...), tracked in lockstep with ``lorat_tracker.batched`` and scored exactly as
+``ExperimentGOT10k.report`` scores a sequence: ``rect_iou`` of frames 1.. clipped to the image, only
+frames where the target is visible, then the toolkit's own ``_evaluate`` (AO, SR0.50, success curve)
+over all frames together.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import numpy as np
+from got10k.experiments import ExperimentGOT10k
+from got10k.utils.metrics import rect_iou
+
+from . import compat
+
+compat.apply()
+
+
+def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="cpu", precision: str = "fp32",
+                       batch_size: int = 8) -> Dict[str, Any]:
+    """Track every track of every sequence (with >= 2 frames) from its first valid frame; returns
+    ``{"AO", "SR0.50", "SR0.75", "sequences", "frames", "per_sequence": {name: AO}}``, or None when no
+    sequence has two frames."""
+    from ...batched import SequenceJob, run_batched
+    from ...tracker import LoRATTracker
+    from ...video import read_rgb
+
+    tracker = LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
+                                           precision=precision)
+    jobs: List[SequenceJob] = []
+    for seq in sequences:
+        if len(seq.frames) < 2:
+            continue  # a one-frame track (COCO) has nothing to track
+        for k, track in enumerate(seq.tracks):
+            valid = np.flatnonzero(track.valid)
+            if len(valid) == 0 or valid[0] >= len(seq.frames) - 1:
+                continue
+            first = int(valid[0])
+            name = seq.name if len(seq.tracks) == 1 else f"{seq.name}#{k}"
+            jobs.append(SequenceJob(name, list(seq.frames[first:]), track.boxes[first].tolist(),
+                                    meta=(track.boxes[first:], track.valid[first:], seq.frames[first])))
+    if not jobs:
+        return None  # only one-frame tracks (e.g. COCO): nothing to track
+    all_ious, per_sequence = [], {}
+    for result in run_batched(tracker, jobs, batch_size=batch_size):
+        gt, valid, first_frame = result.job.meta
+        h, w = read_rgb(first_frame).shape[:2]
+        ious = rect_iou(result.boxes[1:], gt[1:], bound=(w, h))[valid[1:]]
+        if len(ious):
+            per_sequence[result.name] = float(np.mean(ious))
+            all_ious.append(ious)
+    ious = np.concatenate(all_ious) if all_ious else np.zeros(0)
+    ao, sr, _, succ_curve = ExperimentGOT10k._evaluate(None, ious, np.zeros(0))
+    return {"AO": float(ao), "SR0.50": float(sr), "SR0.75": float(succ_curve[75]), "sequences": len(per_sequence),
+            "frames": int(len(ious)), "per_sequence": per_sequence}
