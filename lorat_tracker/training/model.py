@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import secrets
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
@@ -38,8 +36,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from timm.layers import drop_path as timm_drop_path
 
-from ..config import LoRAConfig, VariantConfig, load_config
-from ..errors import WeightsError
+from ..config import LoRAConfig, VariantConfig, load_config, validate
+from ..errors import ConfigError, WeightsError
 from ..model import LoRATModel
 from ..tracker import resolve_device
 from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
@@ -276,7 +274,9 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
     cfg = _resolve_lora(cfg, file_state, wf.path if wf else None, rank, alpha, rslora)
     if drop_path is not None:
         cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, drop_path=float(drop_path)))
-        cfg._validate("drop_path")
+        problems = validate(cfg)
+        if problems:
+            raise ConfigError(f"drop_path {drop_path}: " + "; ".join(problems))
 
     # Frozen backbone, in our inference key names (pos_embed already resized to the search grid).
     if kind == "lorat-full-unmerged":
@@ -446,37 +446,12 @@ def save_lorat_bin(model: TrainingModel, path) -> None:
     """
     from safetensors.torch import save
 
-    atomic_write_bytes(os.fspath(path), save(lorat_bin_tensors(model)))
+    from ..io import atomic_open
 
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Local helper until the project's shared atomic-write helper lands. The temporary file is
-    created with os.open(..., 0o666), which the kernel masks with the umask (mkstemp would leave
-    0600, and safetensors' save_file also creates its file 0600), then fsynced and renamed over."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    while True:
-        tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(save(lorat_bin_tensors(model)))
 
 
 __all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model", "save_lorat_bin",
-           "lorat_bin_tensors", "atomic_write_bytes", "official_init", "is_trainable_name",
+           "lorat_bin_tensors", "official_init", "is_trainable_name",
            "subset_drop_residual", "META_KEYS"]

@@ -203,29 +203,12 @@ def _show(value) -> str:
 
 
 def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write through a temporary file in the same folder, then rename: a reader (or a resumed run)
-    never sees half a file. The file gets the mode a plain ``open`` would give (umask honoured),
-    not mkstemp's 0600."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=folder)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``write(f)`` into ``path`` through the project's one atomic writer (a reader or a resumed run
+    never sees half a file; the umask decides the mode)."""
+    from ..io import atomic_open
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_open(path, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        write(f)
 
 
 # ---------------------------------------------------------------------------------- data position
@@ -685,8 +668,8 @@ class Trainer:
             try:
                 from ..integrations.got10k.training import evaluate_sequences
             except ImportError as e:
-                self.log(f"note: tracking evaluation skipped ({e.name} is not installed: pip install "
-                         "'lorat-tracker[got10k]')")
+                self.log(f"note: tracking evaluation skipped ({e.name} is not installed): "
+                         'pip install "lorat-tracker[got10k]"')
                 evaluate_sequences = None
             if evaluate_sequences is not None:
                 with tempfile.TemporaryDirectory() as tmp:
