@@ -204,12 +204,13 @@ class Session:
 
     def _add(self, image, kind: str, xywh) -> tuple:
         from lorat_tracker.errors import LoRATError
+        from lorat_tracker.tracker import xywh_to_xyxy
 
         if xywh is None:
             log.warning("object %d has an empty initial region: it is answered with an empty box", len(self.slots))
             slot = Slot(kind, np.zeros(4))
         else:
-            slot = Slot(kind, _xywh_to_xyxy(xywh))
+            slot = Slot(kind, xywh_to_xyxy(xywh))
             if image is not None:
                 try:
                     slot.target = self.tracker.new_target(image, xywh)
@@ -236,11 +237,6 @@ def _valid(xywh) -> bool:
     return bool(np.all(np.isfinite(xywh)) and xywh[2] > 0 and xywh[3] > 0)
 
 
-def _xywh_to_xyxy(xywh) -> np.ndarray:
-    x, y, w, h = (float(v) for v in xywh)
-    return np.array([x, y, x + w, y + h], dtype=np.float64)
-
-
 # ------------------------------------------------------------------------------------ TraX edges
 
 def region_to_box(region):
@@ -265,11 +261,11 @@ def answer_region(kind: str, box_xyxy, confidence: float, mask: Optional[np.ndar
     x, y, w, h = rasterized_xywh(box_xyxy) if np.any(box_xyxy) else (0, 0, 0, 0)
     properties = {"confidence": f"{confidence:.6f}"}
     if kind == "mask" and mask is not None:
-        ys, xs = np.nonzero(mask)
-        if xs.size == 0:
+        bbox = mask_bbox_xywh(mask)
+        if bbox is None:
             return trax.Mask.create(np.zeros((1, 1), dtype=np.uint8), 0, 0), properties
-        x0, y0 = int(xs.min()), int(ys.min())
-        crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
+        x0, y0, mw, mh = bbox
+        crop = np.ascontiguousarray(mask[y0:y0 + mh, x0:x0 + mw], dtype=np.uint8)
         return trax.Mask.create(crop, x0, y0), properties
     if kind == "mask":
         if w <= 0 or h <= 0:
