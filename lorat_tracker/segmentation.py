@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .constants import SAM_PRECISIONS
 from .cropping import CropParams, clip_box, pixel_aligned_crop, rasterize
 from .errors import ConfigError, InvalidBoxError, LoRATError, WeightsError, WeightsNotFoundError
 
@@ -38,7 +39,7 @@ SAM_INPUT_SIZE = 1024      # the crop SAM sees (search_region_size of the segmen
 SAM_LOWRES_SIZE = 256      # SAM's low-resolution mask logits
 AREA_FACTOR = 2.0          # context around the box in the crop
 MASK_THRESHOLD = 0.0       # logits > 0 are the object
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = SAM_PRECISIONS
 ON_FAILURE = ("raise", "box")
 INSTALL_HINT = 'pip install "lorat-tracker[sam]"'
 

@@ -37,6 +37,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from lorat_tracker.constants import SAM_PRECISIONS
+
 from .regions import mask_bbox_xywh, polygon_bbox_xywh, rasterized_xywh
 
 ENV_PREFIX = "LORAT_VOT_"
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-checkpoint", default=_env("SAM_CHECKPOINT"),
                    help="Meta's SAM checkpoint (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)")
     p.add_argument("--sam-type", default=_env("SAM_TYPE"), help="vit_b, vit_l or vit_h: must match the file")
-    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=SAM_PRECISIONS,
                    help="fp32 (the official masks, default), bf16 or fp16 (CUDA)")
     p.add_argument("--log", default=_env("LOG"), help="also append the log to this file")
     p.add_argument("--name", default=_env("NAME", "lorat"), help="tracker name announced at the handshake")
