@@ -238,7 +238,7 @@ def refuse_overwriting_inputs(args, source_files: List[str]) -> None:
                if getattr(args, attr)]
     for option, path in outputs:
         for what, given in inputs:
-            if same_file(path, given) or os.path.abspath(path) == os.path.abspath(given):
+            if same_file(path, given):
                 raise UsageError(f"{option} {path} is {what}: writing it would overwrite what is being read - "
                                  "pass another file name")
     if len(outputs) == 2 and os.path.abspath(outputs[0][1]) == os.path.abspath(outputs[1][1]):
