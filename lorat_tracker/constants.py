@@ -5,4 +5,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 VARIANTS = ("B-224", "B-378", "L-224", "L-378", "g-224", "g-378")  # the released models
 
+SAM_PRECISIONS = ("fp32", "bf16", "fp16")  # BoxToMask(precision=...), --sam-precision
+SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")  # Meta's released SAM sizes, --sam-type
+
 TOLERANCE_PX = 1e-3  # lorat selftest: largest box deviation from the official pipeline's outputs

@@ -85,7 +85,10 @@ def atomic_write_text(path, text: str, encoding: str = "utf-8") -> None:
 
 
 def same_file(a, b) -> bool:
-    """True if ``a`` and ``b`` name the same existing file (links and relative paths resolved)."""
+    """True if ``a`` and ``b`` name the same file: the same absolute path (whether it exists or not), or
+    the same existing file reached another way (links, relative paths)."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):

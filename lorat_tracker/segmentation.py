@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .constants import SAM_PRECISIONS
 from .cropping import CropParams, clip_box, pixel_aligned_crop, rasterize
 from .errors import ConfigError, InvalidBoxError, LoRATError, WeightsError, WeightsNotFoundError
 
@@ -38,7 +39,7 @@ SAM_INPUT_SIZE = 1024      # the crop SAM sees (search_region_size of the segmen
 SAM_LOWRES_SIZE = 256      # SAM's low-resolution mask logits
 AREA_FACTOR = 2.0          # context around the box in the crop
 MASK_THRESHOLD = 0.0       # logits > 0 are the object
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = SAM_PRECISIONS
 ON_FAILURE = ("raise", "box")
 INSTALL_HINT = 'pip install "lorat-tracker[sam]"'
 
@@ -266,6 +267,17 @@ def as_boxes_xyxy(boxes, box_format: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- the refiner
 
+def _precision_device(precision: str, device) -> torch.device:
+    """Check ``precision`` (a ``PRECISIONS`` name), resolve ``device``, check the pair; the device."""
+    from .tracker import resolve_device
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown SAM precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    dev = resolve_device(device)
+    _check_precision_device(precision, dev)
+    return dev
+
+
 def _check_precision_device(precision: str, device: torch.device) -> None:
     if precision == "fp16" and device.type == "cpu":
         # Measured: the tiny SAM took 100+ s per frame in fp16 on this CPU against 3 s in fp32.
@@ -283,12 +295,7 @@ class BoxToMask:
     """
 
     def __init__(self, sam: torch.nn.Module, device=None, precision: str = "fp32", name: str = "SAM"):
-        from .tracker import resolve_device
-
-        if precision not in PRECISIONS:
-            raise ConfigError(f"unknown SAM precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        self.device = resolve_device(device)
-        _check_precision_device(precision, self.device)
+        self.device = _precision_device(precision, device)
         self.precision = precision
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.name = name
@@ -308,13 +315,8 @@ class BoxToMask:
         ``model_type`` ("vit_b", "vit_l", "vit_h"), if given, must match the file, else
         ``SamCheckpointError``. Everything is checked before anything is built.
         """
-        from .tracker import resolve_device
-
         asked = _normalize_model_type(model_type)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"unknown SAM precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        dev = resolve_device(device)
-        _check_precision_device(precision, dev)
+        dev = _precision_device(precision, device)
         import_segment_anything()  # a missing package is reported before the (slow) read
         state, arch = read_sam_checkpoint(checkpoint)
         if asked is not None and arch.model_type != asked:

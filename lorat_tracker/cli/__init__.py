@@ -77,6 +77,20 @@ def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> Non
                             "fp32, fp16 or bf16")
 
 
+def add_sam_arguments(p: argparse.ArgumentParser, masks_help: str) -> None:
+    """--masks/--sam-checkpoint/--sam-type/--sam-precision: the same SAM options for every subcommand
+    that turns boxes into masks (track, vot register); ``masks_help`` says where the masks go."""
+    from ..constants import SAM_MODEL_TYPES, SAM_PRECISIONS
+
+    p.add_argument("--masks", default="none", choices=("none", "sam"), help=masks_help)
+    p.add_argument("--sam-checkpoint", metavar="FILE",
+                   help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
+                        "sam_vit_b_01ec64.pth (the size is read from the file)")
+    p.add_argument("--sam-type", choices=SAM_MODEL_TYPES, help="check that --sam-checkpoint is this SAM size")
+    p.add_argument("--sam-precision", default="fp32", choices=SAM_PRECISIONS,
+                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lorat", description="LoRAT visual object tracker: track videos, run benchmarks, manage weights.",

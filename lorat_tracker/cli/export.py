@@ -58,7 +58,7 @@ def run_export(args) -> int:
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a folder: pass a file name such as {os.path.join(out, 'merged.safetensors')}")
     for option, given in (("--weights", args.weights), ("--backbone", args.backbone)):
-        if given and (same_file(out, given) or os.path.abspath(out) == os.path.abspath(given)):
+        if given and same_file(out, given):
             raise UsageError(f"--out {out} is one of the input files ({option}): pass another name")
     t0 = time.perf_counter()
     model = build_model(args.variant, weights=args.weights, backbone=args.backbone, device="cpu")

@@ -16,7 +16,7 @@ import warnings
 from typing import List
 
 from ..io import same_file
-from . import EXIT_INTERRUPTED, UsageError, add_model_arguments, help_text
+from . import EXIT_INTERRUPTED, UsageError, add_model_arguments, add_sam_arguments, help_text
 
 EPILOG = """\
 examples:
@@ -55,14 +55,8 @@ def add_parser(sub) -> None:
                    help="where to write the boxes (default: standard output)")
     p.add_argument("--video", metavar="annotated.mp4",
                    help=f"also write the frames with the box and score drawn ({', '.join(VIDEO_CODECS)})")
-    p.add_argument("--masks", default="none", choices=("none", "sam"),
-                   help="sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
-                        "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)")
-    p.add_argument("--sam-checkpoint", metavar="FILE",
-                   help="Meta's SAM checkpoint: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth")
-    p.add_argument("--sam-type", choices=("vit_b", "vit_l", "vit_h"), help="check that --sam-checkpoint is this size")
-    p.add_argument("--sam-precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+    add_sam_arguments(p, "sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
+                         "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)")
     p.add_argument("--mask-dir", metavar="DIR",
                    help="with --masks sam: write one mask per frame, DIR/<frame index, 8 digits>.png, "
                         "8-bit gray, 255 = object")
@@ -244,7 +238,7 @@ def refuse_overwriting_inputs(args, source_files: List[str]) -> None:
                if getattr(args, attr)]
     for option, path in outputs:
         for what, given in inputs:
-            if same_file(path, given) or os.path.abspath(path) == os.path.abspath(given):
+            if same_file(path, given):
                 raise UsageError(f"{option} {path} is {what}: writing it would overwrite what is being read - "
                                  "pass another file name")
     if len(outputs) == 2 and os.path.abspath(outputs[0][1]) == os.path.abspath(outputs[1][1]):

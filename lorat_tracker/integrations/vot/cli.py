@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def _register_parser() -> argparse.ArgumentParser:
-    from lorat_tracker.cli import add_model_arguments
+    from lorat_tracker.cli import add_model_arguments, add_sam_arguments
 
     from .registration import DEFAULT_TIMEOUT_S
 
@@ -51,16 +51,8 @@ def _register_parser() -> argparse.ArgumentParser:
                    help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}, more with --masks "
                         "sam: room for SAM on a 20-object frame on the device; model loading happens before the "
                         "handshake and is not counted)")
-    p.add_argument("--masks", default="none", choices=("none", "sam"),
-                   help="what mask stacks (VOTS) get: none = the box as a filled mask (default), sam = SAM's mask "
-                        "of each box, exactly as the official LoRAT segmentify (box stacks keep rectangles)")
-    p.add_argument("--sam-checkpoint", metavar="FILE",
-                   help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
-                        "sam_vit_b_01ec64.pth (the size is read from the file)")
-    p.add_argument("--sam-type", choices=("vit_b", "vit_l", "vit_h"),
-                   help="check that --sam-checkpoint is this SAM size")
-    p.add_argument("--sam-precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+    add_sam_arguments(p, "what mask stacks (VOTS) get: none = the box as a filled mask (default), sam = SAM's mask "
+                         "of each box, exactly as the official LoRAT segmentify (box stacks keep rectangles)")
     p.add_argument("--multiobject", default="auto", choices=("auto", "on", "off"),
                    help="track all objects of a sequence in one batch (auto: on unless the stack has "
                         "supervised experiments, which need one object at a time)")

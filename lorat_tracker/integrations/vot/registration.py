@@ -188,8 +188,9 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     sam_arch = _check_masks(masks, sam_checkpoint, sam_type, sam_precision, dev, check, log)
     if sam_checkpoint is not None:
         sam_checkpoint = Path(sam_checkpoint).expanduser().resolve()
+    sam_kind = sam_arch.model_type if sam_arch else _sam_type(sam_type)  # the checked file's size, else the asked one
     if timeout is None:
-        timeout = default_timeout(masks, sam_arch.model_type if sam_arch else _sam_type(sam_type), dev.type)
+        timeout = default_timeout(masks, sam_kind, dev.type)
     if timeout < 1:
         raise ConfigError(f"--timeout must be at least 1 second, got {timeout}")
 
@@ -214,8 +215,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     logs.mkdir(exist_ok=True)
     label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
     if masks == "sam":
-        kind = (sam_arch.model_type if sam_arch else _sam_type(sam_type)) or "custom"
-        label += f" + SAM {kind}"
+        label += f" + SAM {sam_kind or 'custom'}"
     entries = {
         "label": label,
         "protocol": "traxpython",
@@ -297,10 +297,10 @@ def _check_masks(masks: str, sam_checkpoint, sam_type, sam_precision: str, devic
     from lorat_tracker.segmentation import build_sam_from_state
 
     state, arch = read_sam_checkpoint(path)
-    build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
-    del state
-    if asked is not None and arch.model_type != asked:
+    if asked is not None and arch.model_type != asked:  # known from the tensor shapes: before the slow build
         other = f" or --sam-type {arch.model_type}" if arch.model_type else ""
         raise SamCheckpointError(f"--sam-checkpoint {path} is {arch.describe()}, but --sam-type {asked} was given - "
                                  f"pass the {CHECKPOINT_NAMES[asked]} file{other}")
+    build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
+    del state
     return arch

@@ -37,6 +37,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from lorat_tracker.constants import SAM_PRECISIONS
+
 from .regions import mask_bbox_xywh, polygon_bbox_xywh, rasterized_xywh
 
 ENV_PREFIX = "LORAT_VOT_"
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-checkpoint", default=_env("SAM_CHECKPOINT"),
                    help="Meta's SAM checkpoint (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)")
     p.add_argument("--sam-type", default=_env("SAM_TYPE"), help="vit_b, vit_l or vit_h: must match the file")
-    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=SAM_PRECISIONS,
                    help="fp32 (the official masks, default), bf16 or fp16 (CUDA)")
     p.add_argument("--log", default=_env("LOG"), help="also append the log to this file")
     p.add_argument("--name", default=_env("NAME", "lorat"), help="tracker name announced at the handshake")
@@ -204,12 +206,13 @@ class Session:
 
     def _add(self, image, kind: str, xywh) -> tuple:
         from lorat_tracker.errors import LoRATError
+        from lorat_tracker.tracker import xywh_to_xyxy
 
         if xywh is None:
             log.warning("object %d has an empty initial region: it is answered with an empty box", len(self.slots))
             slot = Slot(kind, np.zeros(4))
         else:
-            slot = Slot(kind, _xywh_to_xyxy(xywh))
+            slot = Slot(kind, xywh_to_xyxy(xywh))
             if image is not None:
                 try:
                     slot.target = self.tracker.new_target(image, xywh)
@@ -236,11 +239,6 @@ def _valid(xywh) -> bool:
     return bool(np.all(np.isfinite(xywh)) and xywh[2] > 0 and xywh[3] > 0)
 
 
-def _xywh_to_xyxy(xywh) -> np.ndarray:
-    x, y, w, h = (float(v) for v in xywh)
-    return np.array([x, y, x + w, y + h], dtype=np.float64)
-
-
 # ------------------------------------------------------------------------------------ TraX edges
 
 def region_to_box(region):
@@ -265,11 +263,11 @@ def answer_region(kind: str, box_xyxy, confidence: float, mask: Optional[np.ndar
     x, y, w, h = rasterized_xywh(box_xyxy) if np.any(box_xyxy) else (0, 0, 0, 0)
     properties = {"confidence": f"{confidence:.6f}"}
     if kind == "mask" and mask is not None:
-        ys, xs = np.nonzero(mask)
-        if xs.size == 0:
+        bbox = mask_bbox_xywh(mask)
+        if bbox is None:
             return trax.Mask.create(np.zeros((1, 1), dtype=np.uint8), 0, 0), properties
-        x0, y0 = int(xs.min()), int(ys.min())
-        crop = np.ascontiguousarray(mask[y0:int(ys.max()) + 1, x0:int(xs.max()) + 1], dtype=np.uint8)
+        x0, y0, mw, mh = bbox
+        crop = np.ascontiguousarray(mask[y0:y0 + mh, x0:x0 + mw], dtype=np.uint8)
         return trax.Mask.create(crop, x0, y0), properties
     if kind == "mask":
         if w <= 0 or h <= 0:
