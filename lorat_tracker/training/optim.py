@@ -139,7 +139,8 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of this step's precision (fp32: none)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
@@ -162,7 +163,7 @@ class TrainStep:
             last = i == self.accumulation - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
-                with self._autocast():
+                with self.autocast():
                     score_map, boxes = self.model(b["z"][sl], b["x"][sl], b["z_feat_mask"][sl])
                 loss, metrics = self.criterion(score_map, boxes, b["positive_mask"][sl], b["label_boxes"][sl],
                                                num_pos=num_pos)
