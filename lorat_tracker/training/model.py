@@ -415,10 +415,15 @@ def official_init(model: TrainingModel, seed: Optional[int] = None) -> StateDict
 
 # ------------------------------------------------------------------------------------------ saving
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel and/or torch.compile wrapper."""
+    model = getattr(model, "module", model)          # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)        # torch.compile
+
+
 def lorat_bin_tensors(model: TrainingModel) -> Dict[str, torch.Tensor]:
     """What ``lorat.bin`` holds: every trained tensor (official names, float32) + the meta tensors."""
-    model = getattr(model, "module", model)  # DDP / torch.compile wrappers
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap_model(model)
     tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in model.trainable_state_dict().items()}
     tensors.update(model.lora_meta())
     return tensors
@@ -442,4 +447,4 @@ def save_lorat_bin(model: TrainingModel, path) -> None:
 
 __all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model", "save_lorat_bin",
            "lorat_bin_tensors", "official_init", "is_trainable_name",
-           "subset_drop_residual", "META_KEYS"]
+           "subset_drop_residual", "unwrap_model", "META_KEYS"]
