@@ -109,7 +109,6 @@ def main(argv=None) -> int:
     from lorat_tracker.training.loss import LoRATCriterion
     from lorat_tracker.training.model import build_training_model
     from lorat_tracker.training.optim import TrainStep, build_optimizer
-    from lorat_tracker.training.trainer import autocast
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
             step = TrainStep(model, criterion, optimizer, precision=precision, device=device)
 
             def bare():
-                with autocast(precision, device):
+                with step.autocast():
                     score_map, boxes = model(batch["z"], batch["x"], batch["z_feat_mask"])
                 loss, _ = criterion(score_map.float(), boxes.float(), batch["positive_mask"], batch["label_boxes"])
                 loss.backward()

@@ -107,10 +107,19 @@ def pixel_aligned_crop(image: np.ndarray, scale, translation: np.ndarray, out_si
 
 def template_mask(box_xyxy, params: CropParams, template_size: int, template_grid: int) -> np.ndarray:
     """(grid, grid) int64 mask of the template cells the target box touches (1 = foreground)."""
-    stride = template_size / template_grid
-    b = params.image_to_crop(box_xyxy) / stride
-    x1, y1, x2, y2 = clip_box(rasterize(b), (template_grid, template_grid))
-    mask = np.zeros((template_grid, template_grid), dtype=np.int64)
+    return crop_box_cell_mask(params.image_to_crop(box_xyxy), (template_size, template_size),
+                              (template_grid, template_grid))
+
+
+def crop_box_cell_mask(box_crop_xyxy, size_wh, grid_wh) -> np.ndarray:
+    """(gh, gw) int64: 1 on the cells a box in crop pixels touches (the box divided by the stride
+    size / grid, rasterized, clipped to the grid); the template mask of inference and training."""
+    (w, h), (gw, gh) = size_wh, grid_wh
+    b = np.asarray(box_crop_xyxy, dtype=np.float64)
+    stride_x, stride_y = w / gw, h / gh
+    x1, y1, x2, y2 = clip_box(rasterize((b[0] / stride_x, b[1] / stride_y, b[2] / stride_x, b[3] / stride_y)),
+                              (gw, gh))
+    mask = np.zeros((gh, gw), dtype=np.int64)
     if x2 > x1 and y2 > y1:
         mask[y1:y2, x1:x2] = 1
     return mask

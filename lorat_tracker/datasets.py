@@ -468,9 +468,13 @@ def folder_sequences(root: str) -> Dict[str, SequenceFiles]:
 # ---------------------------------------------------------------- reading one sequence for training
 
 def load_sequence(name: str, files: SequenceFiles, source: str, *, one_based: bool = False,
-                  absent: Optional[np.ndarray] = None, frames_sort=None) -> Sequence:
-    """One single-object sequence: frames, checked boxes (one per frame), frame size, cleaned track."""
-    frames = list_images(files.frames_dir, frames_sort)
+                  absent: Optional[np.ndarray] = None, frames_sort=None,
+                  frames: Optional[List[str]] = None) -> Sequence:
+    """One single-object sequence: frames, checked boxes (one per frame), frame size, cleaned track.
+
+    ``frames``: the frame paths when the caller has listed them already (else listed here)."""
+    if frames is None:
+        frames = list_images(files.frames_dir, frames_sort)
     if not frames:
         raise DatasetLayoutError(f"sequence {name}: no frames in {files.frames_dir}")
     boxes = read_boxes(files.annotation)
@@ -518,23 +522,25 @@ def _got10k_read(root: str, subset: str, names: List[str]) -> List[Sequence]:
             listed = os.path.join(root, subset, "list.txt")
             raise layout_error("got10k", root, f"{seq_dir}{os.sep} (listed in {listed})")
         files = SequenceFiles(seq_dir, os.path.join(seq_dir, "groundtruth.txt"), seq_dir)
-        n = len(list_images(seq_dir))
+        frames = list_images(seq_dir)
         # As the official reader (trackit's GOT10k constructor): a frame is invalid when absence.label
         # says 1; cover.label (visible share 0..8) is checked for its format but does not exclude frames.
-        absence = read_flags(os.path.join(seq_dir, "absence.label"), n)
-        read_flags(os.path.join(seq_dir, "cover.label"), n)
-        out.append(load_sequence(name, files, "got10k", absent=None if absence is None else absence != 0))
+        absence = read_flags(os.path.join(seq_dir, "absence.label"), len(frames))
+        read_flags(os.path.join(seq_dir, "cover.label"), len(frames))
+        out.append(load_sequence(name, files, "got10k", absent=None if absence is None else absence != 0,
+                                 frames=frames))
     return out
 
 
 def _lasot(root: str, split: str) -> List[Sequence]:
     out = []
     for name, files in lasot_sequences(root, split).items():
-        length = len(list_images(files.frames_dir))
-        flags = [read_flags(os.path.join(files.seq_dir, f), length) for f in ("full_occlusion.txt", "out_of_view.txt")]
+        frames = list_images(files.frames_dir)
+        flags = [read_flags(os.path.join(files.seq_dir, f), len(frames))
+                 for f in ("full_occlusion.txt", "out_of_view.txt")]
         flags = [f != 0 for f in flags if f is not None]
         absent = np.logical_or.reduce(flags) if flags else None
-        out.append(load_sequence(name, files, "lasot", one_based=True, absent=absent))
+        out.append(load_sequence(name, files, "lasot", one_based=True, absent=absent, frames=frames))
     return out
 
 
@@ -556,9 +562,10 @@ def _trackingnet(root: str, split: str) -> List[Sequence]:
 def _folder(root: str, split: str) -> List[Sequence]:
     out = []
     for name, files in folder_sequences(root).items():
-        n = len(list_images(files.frames_dir))
-        absence = read_flags(os.path.join(files.seq_dir, "absence.label"), n)
-        out.append(load_sequence(name, files, "folder", absent=None if absence is None else absence != 0))
+        frames = list_images(files.frames_dir)
+        absence = read_flags(os.path.join(files.seq_dir, "absence.label"), len(frames))
+        out.append(load_sequence(name, files, "folder", absent=None if absence is None else absence != 0,
+                                 frames=frames))
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cropping import clip_box, rasterize
+from ..cropping import clip_box, crop_box_cell_mask, rasterize
 
 
 def _cells(box_xyxy, factor_wh, grid_wh):
@@ -30,16 +30,9 @@ def positive_mask(search_box_xyxy_px, search_size_wh, grid_wh) -> np.ndarray:
 
 
 def template_feat_mask(template_box_xyxy_px, template_size_wh, grid_wh) -> np.ndarray:
-    """(ht, wt) int64: 1 on the template cells the box touches (box divided by the stride size / grid)."""
-    (tw, th), (gw, gh) = template_size_wh, grid_wh
-    b = np.asarray(template_box_xyxy_px, dtype=np.float64)
-    stride_x, stride_y = tw / gw, th / gh
-    x1, y1, x2, y2 = clip_box(rasterize((b[0] / stride_x, b[1] / stride_y, b[2] / stride_x, b[3] / stride_y)),
-                              (gw, gh))
-    mask = np.zeros((gh, gw), dtype=np.int64)
-    if x2 > x1 and y2 > y1:
-        mask[y1:y2, x1:x2] = 1
-    return mask
+    """(ht, wt) int64: 1 on the template cells the box touches (box divided by the stride size / grid),
+    the same mask inference gives the template (``cropping.crop_box_cell_mask``)."""
+    return crop_box_cell_mask(template_box_xyxy_px, template_size_wh, grid_wh)
 
 
 def label_boxes(search_box_xyxy_px, search_size_wh) -> np.ndarray:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import distributed
+
 
 def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, *, giou: bool = False, eps: float = 1e-6) -> Tensor:
     """IoU (or GIoU) of each row pair of x1y1x2y2 boxes; union and enclosing area clamped at ``eps``."""
@@ -45,7 +47,7 @@ def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, *, giou: bool = False, eps: 
 def reduce_num_pos(positive_mask: Tensor) -> Tensor:
     """Positive cells of the local batch, mean over ranks (torch.distributed), clamped >= 1; float32 0-d."""
     num_pos = positive_mask.sum().to(torch.float32)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed.is_initialized():
         # SUM then divide: gloo has no ReduceOp.AVG.
         torch.distributed.all_reduce(num_pos, op=torch.distributed.ReduceOp.SUM)
         num_pos = num_pos / torch.distributed.get_world_size()

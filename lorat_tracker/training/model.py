@@ -41,7 +41,8 @@ from ..errors import ConfigError, WeightsError
 from ..model import LoRATModel
 from ..tracker import resolve_device
 from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
-                       _meta_to_timm_key, _variant_mismatch, convert_backbone, merge_lora, read_weights_file)
+                       _meta_to_timm_key, _variant_mismatch, check_tensors, convert_backbone, merge_lora,
+                       read_weights_file)
 
 META_KEYS = ("lora_alpha", "use_rslora")
 # Linears of a block that carry a plain (unsplit) adapter, in our (timm) names.
@@ -180,7 +181,7 @@ class TrainingModel(LoRATModel):
             raise WeightsError(f"{source} does not fit variant {self.cfg.name}: "
                                f"{len(missing)} trainable tensors missing ({', '.join(missing[:3])}), "
                                f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
-        _check_finite_float(tensors, source)
+        check_tensors(tensors, source)
         for k, p in named.items():
             if tuple(tensors[k].shape) != tuple(p.shape):
                 raise WeightsError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, expected "
@@ -262,8 +263,7 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
     if wf is not None:
         kind = _classify(wf)
         _check_weights_kind(wf.path, kind, cfg)
-        file_state = wf.tensors
-        _check_finite_float(file_state, wf.path)
+        file_state = wf.tensors  # read_weights_file has checked every tensor (float, finite)
         tte = file_state.get("token_type_embed")
         if tte is not None and tte.shape[-1] != cfg.backbone.embed_dim:
             raise WeightsError(_variant_mismatch(wf.path, tte.shape[-1], cfg))
@@ -291,10 +291,10 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
                 raise WeightsError(f"{bf.path} is a LoRAT weights file, not a DINOv2 backbone - pass "
                                    f"{cfg.backbone.meta_file or 'the DINOv2 file'} as the backbone "
                                    "(--backbone) and the LoRAT file as --weights")
-            tensors, source = bf.tensors, bf.path
+            tensors, source = bf.tensors, bf.path  # checked by read_weights_file
         else:
             tensors, source = _fetch_backbone_with_timm(cfg), cfg.backbone.timm_name
-        _check_finite_float(tensors, source)
+            check_tensors(tensors, source)
         frozen = convert_backbone(tensors, cfg, source=source)
         frozen = _split_for_training(frozen, cfg)
 
@@ -336,18 +336,6 @@ def _check_weights_kind(path: str, kind: str, cfg: VariantConfig) -> None:
     if kind not in ("lorat-lora", "lorat-full-unmerged"):
         raise WeightsError(f"{path} holds no LoRA tensors of a LoRAT model (it is {kind}) - pass the "
                            f"released LoRAT .bin of variant {cfg.name}")
-
-
-def _check_finite_float(tensors: StateDict, source: str) -> None:
-    for k, v in tensors.items():
-        if k in META_KEYS:
-            continue
-        if not v.is_floating_point():
-            raise WeightsError(f"{source}: tensor {k} has dtype {v.dtype}, expected a float tensor - "
-                               "the file is not a LoRAT/DINOv2 weights file")
-        if not bool(torch.isfinite(v).all()):
-            raise WeightsError(f"{source}: tensor {k} contains NaN or infinity - the file is corrupt "
-                               "(or a diverged run); use another checkpoint")
 
 
 def _resolve_lora(cfg: VariantConfig, file_state: StateDict, path: Optional[str], rank, alpha,
@@ -427,10 +415,15 @@ def official_init(model: TrainingModel, seed: Optional[int] = None) -> StateDict
 
 # ------------------------------------------------------------------------------------------ saving
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel and/or torch.compile wrapper."""
+    model = getattr(model, "module", model)          # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)        # torch.compile
+
+
 def lorat_bin_tensors(model: TrainingModel) -> Dict[str, torch.Tensor]:
     """What ``lorat.bin`` holds: every trained tensor (official names, float32) + the meta tensors."""
-    model = getattr(model, "module", model)  # DDP / torch.compile wrappers
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap_model(model)
     tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in model.trainable_state_dict().items()}
     tensors.update(model.lora_meta())
     return tensors
@@ -454,4 +447,4 @@ def save_lorat_bin(model: TrainingModel, path) -> None:
 
 __all__ = ["LoRA", "LinearWithLoRA", "QKVWithLoRA", "TrainingModel", "build_training_model", "save_lorat_bin",
            "lorat_bin_tensors", "official_init", "is_trainable_name",
-           "subset_drop_residual", "META_KEYS"]
+           "subset_drop_residual", "unwrap_model", "META_KEYS"]

@@ -10,21 +10,18 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from .. import distributed
 from ..errors import ConfigError
 from ..tracker import resolve_device
 from .loss import reduce_num_pos
+from .model import unwrap_model
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BATCH_KEYS = ("z", "x", "z_feat_mask", "positive_mask", "label_boxes")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)          # DistributedDataParallel
-    return getattr(model, "_orig_mod", model)        # torch.compile
-
-
 def _named_trainable(model: nn.Module):
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     if hasattr(inner, "named_trainable_parameters"):
         return list(inner.named_trainable_parameters())
     return [(n, p) for n, p in inner.named_parameters() if p.requires_grad]
@@ -99,7 +96,7 @@ def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
 def _mean_over_ranks(metrics: Dict[str, float]) -> Dict[str, float]:
     """Loss metrics of the global batch: each rank's loss is its share of the global loss (divided by
     the mean positive count), so the mean over ranks equals the single-process loss of the whole batch."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not distributed.is_initialized():
         return dict(metrics)
     keys = list(metrics)
     backend = torch.distributed.get_backend()
@@ -139,7 +136,8 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(self.device.type) if use_scaler else None
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of this step's precision (fp32: none)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
@@ -162,7 +160,7 @@ class TrainStep:
             last = i == self.accumulation - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
-                with self._autocast():
+                with self.autocast():
                     score_map, boxes = self.model(b["z"][sl], b["x"][sl], b["z_feat_mask"][sl])
                 loss, metrics = self.criterion(score_map, boxes, b["positive_mask"][sl], b["label_boxes"][sl],
                                                num_pos=num_pos)

@@ -398,7 +398,8 @@ class Trainer:
             "rows": self.rows,
         }
 
-    def load_state(self, ckpt: Dict[str, Any]) -> None:
+    def load_model(self, ckpt: Dict[str, Any]) -> None:
+        """The checkpoint's trainable tensors into the live parameters (in place: the optimizer keeps them)."""
         params = self.trainable()
         missing = set(params) ^ set(ckpt["model"])
         if missing:
@@ -407,6 +408,9 @@ class Trainer:
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(ckpt["model"][n].to(p.device, p.dtype))
+
+    def load_state(self, ckpt: Dict[str, Any]) -> None:
+        self.load_model(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.train_step.load_state_dict(ckpt["train_step"])
@@ -466,10 +470,7 @@ class Trainer:
         if state == "finished":
             weights = os.path.join(out, WEIGHTS_FILE)
             if not os.path.isfile(weights):  # stopped between the last checkpoint and the weights file
-                self.history, self.stats = [], EpochStats()
-                with torch.no_grad():
-                    for n, p in self.trainable().items():
-                        p.copy_(self.checkpoint["model"][n].to(p.device, p.dtype))
+                self.load_model(self.checkpoint)
                 self.save_weights(weights)
             self.log(f"lorat train: the run in {out} is finished ({cfg.epochs} epochs); weights: {weights}")
             return 0
@@ -640,15 +641,16 @@ class Trainer:
     @torch.no_grad()
     def validation_loss(self) -> float:
         """Mean loss over the fixed validation pairs (same transform as training, as the official run)."""
+        from .optim import BATCH_KEYS
+
         cfg = self.cfg
         steps = range(len(self.val_data) // cfg.batch_size)
         loader = make_loader(self.val_data, steps, cfg.batch_size, self.rank, self.world, cfg.workers)
         self.model.eval()
         total, count = 0.0, 0
         for batch in loader:
-            batch = {k: batch[k].to(self.device, non_blocking=True)
-                     for k in ("z", "x", "z_feat_mask", "positive_mask", "label_boxes")}
-            with autocast(self.precision, self.device):
+            batch = {k: batch[k].to(self.device, non_blocking=True) for k in BATCH_KEYS}
+            with self.train_step.autocast():
                 score_map, boxes = self.model(batch["z"], batch["x"], batch["z_feat_mask"])
             loss, _ = self.criterion(score_map.float(), boxes.float(), batch["positive_mask"], batch["label_boxes"])
             total += float(loss)
@@ -734,23 +736,6 @@ class Trainer:
                 f"steps of {cfg.batch_size} pairs on {self.device} ({self.precision}{who}); run folder {cfg.out}")
 
 
-def autocast(precision: str, device: torch.device):
-    """The autocast context of a precision (fp32: none)."""
-    import contextlib
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def read_metrics(path: str) -> List[Dict[str, str]]:
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def plot_curves(history: List[Dict[str, Any]], rows: List[Dict[str, Any]], path: str) -> None:
     """Loss (per step, with a running mean, and validation loss per epoch) and learning rate."""
     import matplotlib
@@ -798,8 +783,9 @@ def _duration(seconds: float) -> str:
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = None) -> int:
     """Run (or resume) ``cfg``; under torchrun every rank calls this. Returns 0 or 130 (interrupted)."""
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    distributed.init(device)
+    from ..tracker import resolve_device
+
+    distributed.init(cfg.device or resolve_device(None))  # the default device decides the backend
     try:
         return Trainer(cfg, log=log).run()
     finally:

@@ -24,6 +24,7 @@ from PIL import ImageFilter, ImageOps
 
 from ..config import VariantConfig, load_config
 from ..cropping import clip_box, nominal_crop_params, pixel_aligned_crop
+from ..tracker import xywh_to_xyxy
 from .labels import label_boxes, positive_mask, template_feat_mask
 
 SCALE_JITTER = 0.25
@@ -32,11 +33,6 @@ MIN_OBJECT_SIZE = 10.0
 MAX_ATTEMPTS = 12
 COLOR_JITTER = (0.4, 0.4, 0.4)   # brightness, contrast, saturation: factors ~ U[1 - v, 1 + v]
 BLUR_RADIUS = (0.1, 2.0)
-
-
-def xywh_to_xyxy(box) -> np.ndarray:
-    x, y, w, h = (float(v) for v in box)
-    return np.array([x, y, x + w, y + h], dtype=np.float64)
 
 
 def image_mean(image: np.ndarray) -> torch.Tensor:
