@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..constants import PRECISIONS
 from . import UsageError
 
 DATA_HELP = """data sources (--data KIND=ROOT[:WEIGHT], repeatable; WEIGHT = relative share of the pairs, default 1):
@@ -87,7 +88,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: cuda if available, else cpu; "
                                                  "under torchrun cuda:LOCAL_RANK)")
-    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (default: fp16 autocast + grad scaler on CUDA as the official run, fp32 elsewhere), "
                         "fp32, fp16 or bf16")
     g.add_argument("--grad-checkpointing", action="store_true",

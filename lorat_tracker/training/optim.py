@@ -16,7 +16,7 @@ from ..tracker import resolve_device
 from .loss import reduce_num_pos
 from .model import unwrap_model
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from ..constants import PRECISIONS  # the names inference uses too
 BATCH_KEYS = ("z", "x", "z_feat_mask", "positive_mask", "label_boxes")
 
 
@@ -80,13 +80,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, epochs: int, iters_per_
                              warmup_prefix=True, t_in_epochs=False)
 
 
-def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
-    """None = float32; otherwise the autocast dtype. "auto": fp16 (official) on CUDA, else fp32."""
-    device = torch.device(device)
+def precision_name(precision: str, device) -> str:
+    """The precision a run uses: "auto" is fp16 (official, with a GradScaler) on CUDA, fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} (--precision)")
     if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+        return "fp16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
+    """None = float32; otherwise the autocast dtype. "auto": fp16 (official) on CUDA, else fp32."""
+    device = torch.device(device)
+    precision = precision_name(precision, device)
     if precision == "fp16" and device.type not in ("cuda", "mps"):
         raise ConfigError(f"fp16 training needs a GPU (its GradScaler and half kernels); on {device.type} "
                           "use --precision bf16 or fp32")
@@ -198,4 +204,4 @@ class TrainStep:
 
 
 __all__ = ["param_groups", "build_optimizer", "build_scheduler", "TrainStep", "resolve_training_precision",
-           "PRECISIONS", "BATCH_KEYS"]
+           "PRECISIONS", "BATCH_KEYS", "precision_name"]

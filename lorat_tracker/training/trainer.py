@@ -315,7 +315,7 @@ class Trainer:
         from .data import PairDataset
         from .loss import LoRATCriterion
         from .model import build_training_model
-        from .optim import TrainStep, build_optimizer, build_scheduler
+        from .optim import TrainStep, build_optimizer, build_scheduler, precision_name
 
         cfg = self.cfg
         cfg.check(self.world)
@@ -337,9 +337,7 @@ class Trainer:
         if self.state == "finished" and os.path.isfile(os.path.join(cfg.out, WEIGHTS_FILE)):
             return self.state
         self.device = distributed.device_for_rank(resolve_device(cfg.device))
-        self.precision = cfg.precision
-        if self.precision == "auto":
-            self.precision = "fp16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision_name(cfg.precision, self.device)
 
         # Every annotation line of every source is parsed here, before anything is written.
         self.sources = [parse_source(s) for s in cfg.data]
