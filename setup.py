@@ -1,6 +1,6 @@
 """Everything is declared in setup.cfg; this file only adds the VOT start-up hook to the build.
 
-The hook is one line in ``lorat_tracker_vot_fixes.pth`` (see lorat_tracker/integrations/vot/hook.py):
+The hook is one line in ``lorat_tracker_vot_fixes.pth`` (see integrations/vot/hook.py):
 a ``.pth`` file works only at the top of site-packages, which package data cannot reach, so
 ``build_py`` copies it there - into the wheel's root for ``pip install .`` and into the editable
 wheel's root for ``pip install -e .`` (setuptools >= 64, PEP 660).
@@ -10,7 +10,7 @@ import os
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PTH = os.path.join("lorat_tracker", "integrations", "vot", "lorat_tracker_vot_fixes.pth")
+PTH = os.path.join("integrations", "vot", "lorat_tracker_vot_fixes.pth")
 
 
 class build_py_with_vot_hook(build_py):

@@ -8,6 +8,34 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+
+def _map_checkout_integrations() -> None:
+    """Make ``lorat_tracker.integrations`` the repository's top-level ``integrations/`` in a checkout.
+
+    A wheel installs that folder as ``lorat_tracker/integrations`` (setup.cfg's ``package_dir``, like
+    ``configs/``), so nothing generic named ``integrations`` lands in site-packages. A checkout used
+    without installing it (PYTHONPATH, the VOT toolkit's ``paths =``) has no such sub-folder: the name
+    is bound here to the top-level folder. Only the package's empty ``__init__`` runs; nothing heavy.
+    """
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.join(os.path.dirname(here), "integrations")
+    name = __name__ + ".integrations"
+    if name in sys.modules or os.path.isdir(os.path.join(here, "integrations")) \
+            or not os.path.isfile(os.path.join(top, "vot", "hook.py")):
+        return
+    from importlib import util
+
+    spec = util.spec_from_file_location(name, os.path.join(top, "__init__.py"), submodule_search_locations=[top])
+    module = util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_map_checkout_integrations()
+
 # public name -> submodule that defines it
 _LAZY = {
     "VariantConfig": "config", "available_variants": "config", "load_config": "config",

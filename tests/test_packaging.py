@@ -36,7 +36,7 @@ def test_wheel_carries_configs_and_selftest_data(tmp_path):
     assert out.stdout.strip() == "27"
 
     # The VOT start-up hook: a .pth at the wheel's root (= the top of site-packages), the repository's file.
-    hook = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+    hook = REPO / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
     assert hook.name in names and (site / hook.name).read_text() == hook.read_text()
     # -S: no site-packages at start-up (where an installed copy's hook may run), then the wheel's
     # folder processed as site-packages is: its .pth line must install the finder from the wheel's code.
@@ -60,14 +60,14 @@ def test_editable_install_carries_the_vot_hook(tmp_path):
         names = z.namelist()
         assert "lorat_tracker_vot_fixes.pth" in names, names
         assert z.read("lorat_tracker_vot_fixes.pth").decode() == \
-            (REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth").read_text()
+            (REPO / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth").read_text()
 
 
 def test_hook_line_is_silent_without_the_hook_module(tmp_path):
     """The .pth line runs at every Python start-up: a lorat_tracker on sys.path that lacks the hook
     (an older checkout on PYTHONPATH) must neither print site.py's error nor fail; with the hook
     module present the finder is installed."""
-    hook = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+    hook = REPO / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
     site_dir = tmp_path / "site"
     site_dir.mkdir()
     (site_dir / hook.name).write_text(hook.read_text())

@@ -51,7 +51,7 @@ def lorat(*args, **kw):
     return run(sys.executable, "-m", "lorat_tracker", *args, **kw)
 
 
-HOOK_PTH = REPO / "lorat_tracker" / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
+HOOK_PTH = REPO / "integrations" / "vot" / "lorat_tracker_vot_fixes.pth"
 # What site.py does with a .pth in site-packages, done explicitly (for a checkout not installed with pip).
 RUN_WITH_HOOK = ("import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
                  "runpy.run_module('vot', run_name='__main__', alter_sys=True)")
@@ -159,7 +159,7 @@ def test_registration_entry_is_absolute_and_loadable(box_ws):
     entry = ini[ID]
     assert entry["protocol"] == "traxpython" and entry["command"] == "lorat_tracker.integrations.vot"
     assert entry["python"] == sys.executable
-    assert Path(entry["paths"]) == REPO and (Path(entry["paths"]) / "lorat_tracker" / "integrations" / "vot").is_dir()
+    assert Path(entry["paths"]) == REPO and (Path(entry["paths"]) / "integrations" / "vot").is_dir()
     for key in ("env_lorat_vot_weights", "env_lorat_vot_backbone", "env_lorat_vot_log"):
         assert Path(entry[key]).is_absolute(), key
     assert Path(entry["env_lorat_vot_log"]).parent == box_ws / "logs"
