@@ -86,7 +86,7 @@ def _weights_file_in_folder(folder: str) -> str:
                 return os.path.join(folder, name)
         if any(n.endswith(".index.json") for n in names):
             raise WeightsError(f"{folder} holds a sharded Hugging Face checkpoint (*.index.json), which is not "
-                               "supported - save it as one file (save_pretrained(..., max_shard_size='20GB'))")
+                               "supported - save it as one file (save_pretrained with a shard size above the model's size)")
     raise WeightsError(f"{folder} is a directory - pass the weights file inside it (e.g. model.safetensors or "
                        "the released .bin), or a Hugging Face DINOv2 folder (config.json + model.safetensors)")
 
