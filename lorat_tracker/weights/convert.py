@@ -142,7 +142,7 @@ _HF_LAYER = ((r"norm([12])\.(weight|bias)", r"norm\1.\2"),
              (r"attention\.(?:output\.dense|o_proj)\.(weight|bias)", r"attn.proj.\1"),
              (r"mlp\.(fc[12])\.(weight|bias)", r"mlp.\1.\2"),
              (r"mlp\.weights_in\.(weight|bias)", r"mlp.w12.\1"),
-             (r"mlp\.(?:weights_out|down_proj)\.(weight|bias)", r"mlp.w3.\2"))
+             (r"mlp\.(?:weights_out|down_proj)\.(weight|bias)", r"mlp.w3.\1"))
 # Split linears: their parts are stacked along the output rows into one Meta tensor, in this order.
 _HF_PARTS = {"attn.qkv": (("attention.attention.query", "attention.attention.key", "attention.attention.value"),
                           ("attention.q_proj", "attention.k_proj", "attention.v_proj")),
@@ -186,7 +186,9 @@ def hf_to_meta(state: StateDict, config: dict, source: str) -> StateDict:
             parts.setdefault((n, meta[0], meta[2]), {})[meta[1]] = v
         else:
             out[f"blocks.{n}.{meta}"] = v
-    hidden = _hf_int(config, "hidden_size", where)
+    # The width the file itself has (config.json is checked against the tensors after the mapping).
+    proj = out.get("patch_embed.proj.weight")
+    hidden = proj.shape[0] if proj is not None else _hf_int(config, "hidden_size", where)
     for (n, name, suffix), found in sorted(parts.items()):
         count = len(_HF_PARTS[name][0])
         if sorted(found) != list(range(count)):
@@ -197,7 +199,7 @@ def hf_to_meta(state: StateDict, config: dict, source: str) -> StateDict:
         if len(shapes) != 1 or (width is not None and next(iter(shapes))[0] != width):
             raise WeightsError(f"{source}: the parts of layer {n}'s {name}.{suffix} have shapes "
                                f"{[tuple(found[i].shape) for i in range(count)]}, expected {count} equal parts"
-                               + (f" of {width} rows (hidden_size)" if width is not None else "")
+                               + (f" of {width} rows (the embed dim)" if width is not None else "")
                                + " - the file is damaged or not a Dinov2Model")
         out[f"blocks.{n}.{name}.{suffix}"] = torch.cat([found[i] for i in range(count)], 0)
     _check_hf_config_fits_tensors(out, config, source, where)
