@@ -22,8 +22,8 @@ import tiny_sam  # noqa: E402
 from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
 from test_vot import frame_paths, kind, lorat, ok, read_results, vot  # noqa: E402
 
-from lorat_tracker.integrations.vot.regions import rasterized_xywh  # noqa: E402
-from lorat_tracker.video import read_rgb  # noqa: E402
+from lorat_tracker.boxes import rasterized_xywh  # noqa: E402
+from lorat_tracker.images import read_rgb  # noqa: E402
 
 ID = "LoRAT_tiny_SAM"
 

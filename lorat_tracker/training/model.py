@@ -39,7 +39,7 @@ from timm.layers import drop_path as timm_drop_path
 from ..config import LoRAConfig, VariantConfig, load_config, validate
 from ..errors import ConfigError, WeightsError
 from ..model import LoRATModel
-from ..tracker import resolve_device
+from ..runtime import resolve_device
 from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
                        _meta_to_timm_key, _variant_mismatch, check_tensors, convert_backbone, merge_lora,
                        read_weights_file)
