@@ -26,7 +26,7 @@ def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="
     sequence has two frames."""
     from ...batched import SequenceJob, run_batched
     from ...tracker import LoRATTracker
-    from ...video import read_rgb
+    from ...images import read_rgb
 
     tracker = LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
                                            precision=precision)

@@ -39,7 +39,7 @@ from timm.layers import drop_path as timm_drop_path
 from ..config import LoRAConfig, VariantConfig, validate
 from ..errors import ConfigError, WeightsError
 from ..model import LoRATModel
-from ..tracker import resolve_device
+from ..runtime import resolve_device
 from ..weights import META_KEYS, StateDict, check_tensors, instantiate, is_trainable_name, merge_lora, resolve
 
 # Linears of a block that carry a plain (unsplit) adapter, in our (timm) names.

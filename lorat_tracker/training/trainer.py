@@ -311,7 +311,7 @@ class Trainer:
     def setup(self) -> str:
         from ..config import load_config
         from ..datasets import parse_source, read_source
-        from ..tracker import resolve_device
+        from ..runtime import resolve_device
         from .data import PairDataset
         from .loss import LoRATCriterion
         from .model import build_training_model
@@ -781,7 +781,7 @@ def _duration(seconds: float) -> str:
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = None) -> int:
     """Run (or resume) ``cfg``; under torchrun every rank calls this. Returns 0 or 130 (interrupted)."""
-    from ..tracker import resolve_device
+    from ..runtime import resolve_device
 
     distributed.init(cfg.device or resolve_device(None))  # the default device decides the backend
     try:
