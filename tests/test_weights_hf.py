@@ -107,7 +107,7 @@ def test_converted_backbone_computes_what_transformers_computes(hf_folder):
                                    rtol=0, atol=1e-5)
         theirs = hf.layernorm(hf.encoder(tokens).last_hidden_state)
         mine = ours.norm(ours.forward_blocks(tokens))
-    torch.testing.assert_close(mine, theirs, rtol=0, atol=2e-5)
+    torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)  # measured: 0 (the same SDPA and GEMMs)
     # The blocks do change the tokens (the comparison is not of two near-identities).
     assert (ours.forward_blocks(tokens) - tokens).abs().max() > 0.1
 
