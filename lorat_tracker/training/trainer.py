@@ -24,7 +24,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .loader import make_loader
 from .run_folder import check_run_folder, write_run_file
 from .signals import StopRequest
-from .validation import EvaluatorUnavailable, print_tracking_table, validation_loss
+from .validation import Evaluator, EvaluatorUnavailable, print_tracking_table, validation_loss
 
 VAL_SPLIT_KINDS = ("got10k", "got10k-vot", "coco")  # sources with a validation split of their own
 
@@ -75,8 +75,8 @@ class Trainer:
     on rank 0. ``log``: where the log lines go (rank 0; default print).
     """
 
-    def __init__(self, cfg: TrainConfig, evaluator=None, callbacks: Sequence[TrainerCallback] = (),
-                 log: Callable[[str], None] = None):
+    def __init__(self, cfg: TrainConfig, evaluator: Union[Evaluator, EvaluatorUnavailable, None] = None,
+                 callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None):
         self.cfg = cfg
         self.evaluator = evaluator
         self.rank, self.world = distributed.rank_and_world()
@@ -373,8 +373,8 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def train(cfg: TrainConfig, evaluator=None, callbacks: Sequence[TrainerCallback] = (),
-          log: Callable[[str], None] = None) -> int:
+def train(cfg: TrainConfig, evaluator: Union[Evaluator, EvaluatorUnavailable, None] = None,
+          callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None) -> int:
     """Run (or resume) ``cfg``; under torchrun every rank calls this. Returns 0 or 130 (interrupted)."""
     from ..tracker import resolve_device
 

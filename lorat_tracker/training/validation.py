@@ -13,11 +13,16 @@ the run trains on and logs the note at each evaluation.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 import torch
 
 from .loader import make_loader
+
+
+class Evaluator(Protocol):
+    def __call__(self, sequences: List[Any], weights: str, device: torch.device) -> Optional[Dict[str, Any]]:
+        ...
 
 
 @dataclasses.dataclass
