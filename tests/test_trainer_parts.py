@@ -283,3 +283,24 @@ def test_trainer_calls_the_hooks_and_the_evaluator_it_is_given(tiny_model, tmp_p
     assert Trainer(config("run2"), evaluator=EvaluatorUnavailable(note), log=lines.append).run() == 0
     assert lines.count(note) == 2 and not any(line.startswith("tracking evaluation") for line in lines)
     assert (tmp_path / "run2" / "metrics.csv").read_text().splitlines()[1].endswith(",,,")
+
+
+def test_the_cli_passes_the_got10k_evaluator_or_a_note(monkeypatch):
+    import sys
+
+    from lorat_tracker.cli.train import tracking_evaluator
+    from lorat_tracker.training.config import TrainConfig
+    from lorat_tracker.training.validation import EvaluatorUnavailable
+
+    pytest.importorskip("got10k")
+    cfg = TrainConfig(variant="tiny-mlp-224", out="o", data=[], val=["folder=/v"], backbone="/b.pth")
+    assert tracking_evaluator(TrainConfig(variant="tiny-mlp-224", out="o", data=[])) is None  # no --val
+    evaluator = tracking_evaluator(cfg)
+    assert type(evaluator).__module__ == "lorat_tracker.integrations.got10k.training"
+    assert (evaluator.variant, evaluator.backbone) == ("tiny-mlp-224", "/b.pth")
+    # Without the toolkit: a note instead, so training goes on.
+    monkeypatch.setitem(sys.modules, "got10k", None)
+    for name in [n for n in sys.modules if n.startswith("lorat_tracker.integrations.got10k")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert tracking_evaluator(cfg) == EvaluatorUnavailable(
+        'note: tracking evaluation skipped (got10k is not installed): pip install "lorat-tracker[got10k]"')
