@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def _register_parser() -> argparse.ArgumentParser:
-    from lorat_tracker.cli import add_model_arguments, add_sam_arguments
+    from lorat_tracker.spec import TrackerSpec
 
     from .registration import DEFAULT_TIMEOUT_S
 
@@ -45,14 +45,16 @@ def _register_parser() -> argparse.ArgumentParser:
                "VOTS masks with SAM:\n  lorat vot register --workspace vots-ws --variant g-378 --weights giant_378.bin \\\n"
                "      --backbone dinov2_vitg14_pretrain.pth --device cuda --masks sam --sam-checkpoint sam_vit_h_4b8939.pth")
     p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
-    add_model_arguments(p)  # --variant --weights --backbone --device --precision, as in `lorat track`
+    # --variant --weights --backbone --device --precision --compile --threads, as in `lorat track`
+    TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
     p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
     p.add_argument("--timeout", type=int, default=None,
                    help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}, more with --masks "
-                        "sam: room for SAM on a 20-object frame on the device; model loading happens before the "
-                        "handshake and is not counted)")
-    add_sam_arguments(p, "what mask stacks (VOTS) get: none = the box as a filled mask (default), sam = SAM's mask "
-                         "of each box, exactly as the official LoRAT segmentify (box stacks keep rectangles)")
+                        "sam: room for SAM on a 20-object frame on the device, scaled by the checkpoint's measured "
+                        "size; model loading happens before the handshake and is not counted)")
+    TrackerSpec.add_arguments(p, groups=("masks",), help={
+        "masks": "what mask stacks (VOTS) get: none = the box as a filled mask (default), sam = SAM's mask "
+                 "of each box, exactly as the official LoRAT segmentify (box stacks keep rectangles)"})
     p.add_argument("--multiobject", default="auto", choices=("auto", "on", "off"),
                    help="track all objects of a sequence in one batch (auto: on unless the stack has "
                         "supervised experiments, which need one object at a time)")
@@ -112,11 +114,12 @@ def run(args) -> int:
     if argv[0] == "register":
         a = _register_parser().parse_args(argv[1:])
         _need_vot()
+        from lorat_tracker.spec import TrackerSpec
+
         from .registration import register
 
-        register(a.workspace, a.variant, a.weights, backbone=a.backbone, name=a.name, device=a.device,
-                 precision=a.precision, timeout=a.timeout, multiobject=a.multiobject, check=a.check,
-                 masks=a.masks, sam_checkpoint=a.sam_checkpoint, sam_type=a.sam_type, sam_precision=a.sam_precision)
+        register(a.workspace, TrackerSpec.from_args(a), name=a.name, timeout=a.timeout, multiobject=a.multiobject,
+                 check=a.check)
         return 0
     if argv[0] == "workspace":
         a = _workspace_parser().parse_args(argv[1:])

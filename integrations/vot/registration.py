@@ -2,7 +2,7 @@
 (on every bundled stack once lorat-tracker is installed: see ``hook``).
 
 The entry runs ``<this interpreter> -m lorat_tracker.integrations.vot`` over TraX (``protocol = traxpython``), with
-the model settings as ``env_LORAT_VOT_*`` variables, ``paths`` pointing at the directory that holds
+the tracker's ``TrackerSpec`` as ``env_LORAT_VOT_*`` variables (``TrackerSpec.to_env``), ``paths`` pointing at the directory that holds
 the ``lorat_tracker`` package (the toolkit sets PYTHONPATH to it) and the tracker log at
 ``WORKSPACE/logs/<ID>.tracker.log``. Every path written is absolute. Other trackers' sections (and
 comments) of an existing ``trackers.ini`` are kept byte for byte; the section of the same ID is
@@ -18,27 +18,55 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from lorat_tracker.errors import ConfigError, LoRATError, WeightsNotFoundError
+from lorat_tracker.errors import ConfigError, LoRATError
 from lorat_tracker.io import atomic_open, atomic_write_text
+from lorat_tracker.spec import MASK_MODES, SpecError, TrackerSpec  # noqa: F401  (MASK_MODES: public here before)
+
+from .server import ENV_PREFIX
 
 IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
 DEFAULT_TIMEOUT_S = 300
-MASK_MODES = ("none", "sam")
 # --masks sam: seconds of SAM per object per frame used for the default timeout. CPU: measured with
-# benchmarks/sam_speed.py (fp32, 2-core AMD EPYC shared with other jobs, so on the slow side); other
-# SAM sizes (tests' tiny one) count as ViT-B. CUDA: not measured here (no GPU), a generous guess.
-# The timeout covers a frame of SAM_TIMEOUT_OBJECTS objects three times over, plus the tracker's 300 s.
-SAM_SECONDS_PER_OBJECT = {"cpu": {"vit_b": 70.0, "vit_l": 200.0, "vit_h": 215.0, None: 70.0},
-                          "cuda": {"vit_b": 0.2, "vit_l": 0.4, "vit_h": 0.6, None: 0.6}}
+# benchmarks/sam_speed.py (fp32, 2-core AMD EPYC shared with other jobs, so on the slow side). CUDA:
+# not measured here (no GPU), a generous guess. The timeout covers a frame of SAM_TIMEOUT_OBJECTS
+# objects three times over, plus the tracker's 300 s.
+SAM_SECONDS_PER_OBJECT = {"cpu": {"vit_b": 70.0, "vit_l": 200.0, "vit_h": 215.0},
+                          "cuda": {"vit_b": 0.2, "vit_l": 0.4, "vit_h": 0.6}}
+# Another SAM size (a distilled or the tests' tiny one) is scaled from ViT-B by its image encoder's
+# measured parameter count (ViT-B: 12 blocks of 12 * 768^2 weights, the work per token grows alike),
+# but never below the work every SAM does whatever its encoder (the 1024x1024 crop, prompt encoder,
+# mask decoder and warp: measured 2.0 s per object for the tests' tiny SAM, 1 thread of a loaded CPU).
+SAM_MIN_SECONDS_PER_OBJECT = {"cpu": 5.0, "cuda": 0.05}
 SAM_TIMEOUT_OBJECTS = 20
 
 
-def default_timeout(masks: str, sam_type: Optional[str], device_type: str) -> int:
-    """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam."""
+def encoder_weights(architecture) -> int:
+    """The image encoder's transformer weights, from its measured shape: depth * 12 * embed_dim^2
+    (qkv 3d^2 + proj d^2 + MLP 8d^2 per block; SAM's MLP ratio is 4)."""
+    return 12 * architecture.depth * architecture.embed_dim ** 2
+
+
+def sam_seconds_per_object(architecture, device_type: str) -> float:
+    """Seconds of SAM per object and frame for a checkpoint of ``architecture`` (a ``SamArchitecture``)."""
+    table = SAM_SECONDS_PER_OBJECT.get(device_type, SAM_SECONDS_PER_OBJECT["cpu"])
+    if architecture is None:
+        return max(table.values())  # size unknown: room for the largest released one
+    if architecture.model_type in table:
+        return table[architecture.model_type]
+    from lorat_tracker.segmentation import MODEL_TYPES
+
+    dim, depth = MODEL_TYPES["vit_b"][:2]
+    vit_b = 12 * depth * dim ** 2
+    floor = SAM_MIN_SECONDS_PER_OBJECT.get(device_type, SAM_MIN_SECONDS_PER_OBJECT["cpu"])
+    return max(floor, table["vit_b"] * encoder_weights(architecture) / vit_b)
+
+
+def default_timeout(masks: str, architecture, device_type: str) -> int:
+    """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam,
+    from the SAM checkpoint's measured ``architecture`` (None: the largest released size)."""
     if masks != "sam":
         return DEFAULT_TIMEOUT_S
-    per_object = SAM_SECONDS_PER_OBJECT.get(device_type, SAM_SECONDS_PER_OBJECT["cpu"])[sam_type]
-    return int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * per_object)
+    return int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * sam_seconds_per_object(architecture, device_type))
 
 
 class WorkspaceError(LoRATError, ValueError):
@@ -150,47 +178,37 @@ def upsert_section(path: Path, name: str, text: str) -> bool:
     return start is not None
 
 
-def register(workspace, variant: Optional[str], weights, backbone=None, name: Optional[str] = None,
-             device: Optional[str] = None, precision: str = "auto", timeout: Optional[int] = None,
-             multiobject: str = "auto", check: bool = True, log=print, masks: str = "none",
-             sam_checkpoint=None, sam_type: Optional[str] = None, sam_precision: str = "fp32") -> str:
+def register(workspace, spec=None, weights=None, backbone=None, *, name: Optional[str] = None,
+             timeout: Optional[int] = None, multiobject: str = "auto", check: bool = True, log=print,
+             **options) -> str:
     """Validate, then write the trackers.ini entry; returns the tracker identifier.
 
-    ``masks="sam"`` with ``sam_checkpoint`` (Meta's ``sam_vit_*.pth``): the tracker answers mask
-    stacks with SAM's masks of its boxes. ``timeout`` None: 300 s, more with SAM (``default_timeout``).
+    ``spec``: the ``TrackerSpec`` of the tracker, or (the older call form) its variant, with
+    ``weights`` / ``backbone`` and any other ``TrackerSpec`` field as keywords (``device="cpu"``,
+    ``masks="sam"``, ``sam_checkpoint=...``). The rest are this entry's own: ``name`` (default
+    LoRAT_<variant>), ``timeout`` (None: 300 s, more with SAM, see ``default_timeout``),
+    ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files).
     """
-    from lorat_tracker.config import load_config
     from lorat_tracker.runtime import resolve_device, resolve_precision
 
+    given = {k: v for k, v in (("weights", weights), ("backbone", backbone)) if v is not None}
+    spec = TrackerSpec.of(spec, **given, **options)
     workspace = Path(workspace).expanduser().resolve()
     config = load_workspace_config(workspace)
-    name = name or default_name(variant)
+    name = name or default_name(spec.variant)
     if not IDENTIFIER.match(name):
         raise ConfigError(f"tracker name {name!r} is not a valid VOT identifier: use letters, digits, '-' and '_'")
-    if variant is not None:
-        cfg = load_config(variant)  # unknown variant -> ConfigError listing the known ones
-        if Path(str(variant)).suffix in (".yaml", ".yml") or Path(str(variant)).is_file():
-            variant = str(Path(variant).expanduser().resolve())
-        variant_name = cfg.name
-    else:
-        variant_name = None
-    weights = Path(weights).expanduser().resolve()
-    if not weights.is_file():
-        raise WeightsNotFoundError(f"weights file {weights} does not exist - pass the LoRAT .bin (or an export "
-                                   "from `lorat export`) with --weights")
-    if backbone is not None:
-        backbone = Path(backbone).expanduser().resolve()
-        if not backbone.is_file():
-            raise WeightsNotFoundError(f"backbone file {backbone} does not exist - pass the DINOv2 file with "
-                                       "--backbone, or leave it out if the weights carry the backbone")
-    dev = resolve_device(device)
-    resolve_precision(precision, dev)  # unknown precision or device -> ConfigError
-    sam_arch = _check_masks(masks, sam_checkpoint, sam_type, sam_precision, dev, check, log)
-    if sam_checkpoint is not None:
-        sam_checkpoint = Path(sam_checkpoint).expanduser().resolve()
-    sam_kind = sam_arch.model_type if sam_arch else _sam_type(sam_type)  # the checked file's size, else the asked one
+    spec = spec.absolute().check()
+    variant_name = None
+    if spec.variant is not None:
+        from lorat_tracker.config import load_config
+
+        variant_name = load_config(spec.variant).name
+    dev = resolve_device(spec.device)
+    resolve_precision(spec.precision, dev)  # CUDA asked but absent -> ConfigError
+    sam_arch = _check_masks(spec, dev, check, log)
     if timeout is None:
-        timeout = default_timeout(masks, sam_kind, dev.type)
+        timeout = default_timeout(spec.masks, sam_arch, dev.type)
     if timeout < 1:
         raise ConfigError(f"--timeout must be at least 1 second, got {timeout}")
 
@@ -206,16 +224,16 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     if check:
         from lorat_tracker.weights import build_model
 
-        log(f"checking that {weights.name} loads as {variant_name or 'a merged export'} ...")
-        model = build_model(variant, weights=weights, backbone=backbone, device="cpu")
+        log(f"checking that {Path(spec.weights).name} loads as {variant_name or 'a merged export'} ...")
+        model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
         variant_name = model.cfg.name
         del model
 
     logs = workspace / "logs"
     logs.mkdir(exist_ok=True)
     label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
-    if masks == "sam":
-        label += f" + SAM {sam_kind or 'custom'}"
+    if spec.masks == "sam":
+        label += f" + SAM {sam_arch.model_type or 'custom'}"
     entries = {
         "label": label,
         "protocol": "traxpython",
@@ -223,24 +241,11 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
         "python": sys.executable,
         "paths": str(package_root()),
         "timeout": str(int(timeout)),
-        "env_LORAT_VOT_NAME": name,
-        "env_LORAT_VOT_WEIGHTS": str(weights),
-        "env_LORAT_VOT_PRECISION": precision,
-        "env_LORAT_VOT_MULTIOBJECT": mo,
-        "env_LORAT_VOT_LOG": str(logs / f"{name}.tracker.log"),
+        f"env_{ENV_PREFIX}NAME": name,
+        f"env_{ENV_PREFIX}MULTIOBJECT": mo,
+        f"env_{ENV_PREFIX}LOG": str(logs / f"{name}.tracker.log"),
     }
-    if variant is not None:
-        entries["env_LORAT_VOT_VARIANT"] = str(variant)
-    if backbone is not None:
-        entries["env_LORAT_VOT_BACKBONE"] = str(backbone)
-    if device is not None:
-        entries["env_LORAT_VOT_DEVICE"] = str(device)
-    if masks == "sam":
-        entries["env_LORAT_VOT_MASKS"] = "sam"
-        entries["env_LORAT_VOT_SAM_CHECKPOINT"] = str(sam_checkpoint)
-        entries["env_LORAT_VOT_SAM_PRECISION"] = sam_precision
-        if sam_type is not None:
-            entries["env_LORAT_VOT_SAM_TYPE"] = _sam_type(sam_type)
+    entries.update({f"env_{k}": v for k, v in spec.to_env(ENV_PREFIX).items()})
     if sys.executable and " " in sys.executable:
         log(f"warning: the interpreter path {sys.executable!r} contains a space; vot-toolkit 0.9.0 splits the "
             "command on spaces, so the tracker may fail to start - use a virtualenv at a path without spaces")
@@ -261,46 +266,47 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     return name
 
 
-def _sam_type(sam_type: Optional[str]) -> Optional[str]:
-    from lorat_tracker.segmentation.checkpoint import _normalize_model_type
-
-    return _normalize_model_type(sam_type)
-
-
-def _check_masks(masks: str, sam_checkpoint, sam_type, sam_precision: str, device, check: bool, log):
-    """--masks / --sam-* options; with ``check`` the SAM file is read and validated. The architecture or None."""
-    from lorat_tracker.segmentation import (CHECKPOINT_NAMES, PRECISIONS, SamCheckpointError,
-                                            SamCheckpointNotFoundError, import_segment_anything, read_sam_checkpoint)
+def _check_masks(spec: TrackerSpec, device, check: bool, log):
+    """With ``masks="sam"``: the SAM options against the device and, read from the checkpoint, its
+    measured architecture (with ``check``: the whole file validated and built once; without: the
+    tensor shapes only). The ``SamArchitecture``, or None without masks."""
+    if spec.masks != "sam":
+        return None
+    from lorat_tracker.segmentation import (build_sam_from_state, detect_architecture, import_segment_anything,
+                                            read_sam_checkpoint)
     from lorat_tracker.segmentation.refiner import _check_precision_device
 
-    if masks not in MASK_MODES:
-        raise ConfigError(f"--masks must be none or sam, got {masks!r}")
-    if masks != "sam":
-        if sam_checkpoint is not None or sam_type is not None:
-            raise ConfigError("--sam-checkpoint / --sam-type are used only with --masks sam - add --masks sam")
-        return None
-    if sam_checkpoint is None:
-        raise ConfigError(f"--masks sam needs --sam-checkpoint FILE (Meta's {CHECKPOINT_NAMES['vit_h']}, "
-                          f"{CHECKPOINT_NAMES['vit_l']} or {CHECKPOINT_NAMES['vit_b']})")
-    asked = _sam_type(sam_type)
-    if sam_precision not in PRECISIONS:
-        raise ConfigError(f"--sam-precision must be one of {', '.join(PRECISIONS)}, got {sam_precision!r}")
-    _check_precision_device(sam_precision, device)
+    _check_precision_device(spec.sam_precision, device)
     import_segment_anything()  # SamNotInstalledError: pip install "lorat-tracker[sam]"
-    path = Path(sam_checkpoint).expanduser().resolve()
-    if not path.is_file():
-        raise SamCheckpointNotFoundError(f"--sam-checkpoint {path} does not exist - download Meta's SAM checkpoint "
-                                         f"(e.g. {CHECKPOINT_NAMES['vit_h']}) and pass its path")
-    if not check:
-        return None
-    log(f"checking the SAM checkpoint {path.name} ...")
-    from lorat_tracker.segmentation import build_sam_from_state
-
-    state, arch = read_sam_checkpoint(path)
-    if asked is not None and arch.model_type != asked:  # known from the tensor shapes: before the slow build
-        other = f" or --sam-type {arch.model_type}" if arch.model_type else ""
-        raise SamCheckpointError(f"--sam-checkpoint {path} is {arch.describe()}, but --sam-type {asked} was given - "
-                                 f"pass the {CHECKPOINT_NAMES[asked]} file{other}")
-    build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
+    path = Path(spec.sam_checkpoint)
+    if check:
+        log(f"checking the SAM checkpoint {path.name} ...")
+        state, arch = read_sam_checkpoint(path)
+    else:
+        state = _tensor_shapes(path)
+        arch = detect_architecture(state, str(path)) if state is not None else read_sam_checkpoint(path)[1]
+    spec.check_sam_type(arch)  # known from the tensor shapes: before the slow build
+    if check:
+        build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
     del state
     return arch
+
+
+def _tensor_shapes(path: Path):
+    """A checkpoint's tensors without reading their data (memory-mapped torch file or safetensors
+    header), for the architecture; None when the file cannot be read that way."""
+    import torch
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":  # torch's zip format
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                state = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except Exception:  # noqa: BLE001 - the full read below says what is wrong with the file
+        return None
+    return state if isinstance(state, dict) else None

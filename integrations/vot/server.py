@@ -22,7 +22,9 @@ not covered by the toolkit's ``timeout``, every initialize/frame reply is.
   ``WORKSPACE/logs/<ID>.tracker.log``), are appended to that file, crashes included.
 * A frame that cannot be read is logged and answered with each object's last box.
 
-Settings come from command-line options or, as the toolkit passes them, ``LORAT_VOT_*`` variables.
+Settings come from command-line options or, as the toolkit passes them, ``LORAT_VOT_*`` variables:
+the tracker's ``TrackerSpec`` (``TrackerSpec.from_env("LORAT_VOT_")``, what ``lorat vot register``
+wrote with ``to_env``) plus this server's own NAME, MULTIOBJECT and LOG.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from typing import List, Optional
 import numpy as np
 
 from lorat_tracker.boxes import rasterized_xywh
-from lorat_tracker.constants import SAM_PRECISIONS
+from lorat_tracker.spec import EnvSpelling, SpecError, TrackerSpec
 
 from .regions import mask_bbox_xywh, polygon_bbox_xywh
 
@@ -61,25 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="LoRAT as a TraX tracker for the VOT toolkit. Normally started by the toolkit from a "
                     "trackers.ini entry written by `lorat vot register`; every option defaults to the "
                     f"{ENV_PREFIX}<OPTION> environment variable.")
-    p.add_argument("--variant", default=_env("VARIANT"), help="model variant (B-224, ...) or a variant YAML path")
-    p.add_argument("--weights", default=_env("WEIGHTS"), help="LoRAT weights file")
-    p.add_argument("--backbone", default=_env("BACKBONE"), help="DINOv2 backbone file, if the weights need one")
-    p.add_argument("--device", default=_env("DEVICE"), help="cpu, cuda, cuda:N or mps (default: best available)")
-    p.add_argument("--precision", default=_env("PRECISION", "auto"), help="auto, fp32, fp16 or bf16")
+    # The tracker options: left out of the namespace when not given, so the LORAT_VOT_* values stand.
+    TrackerSpec.add_arguments(p, suppress_defaults=True, help={
+        "masks": "answers for mask stacks: none = the box as a filled mask (default), sam = SAM's mask "
+                 "of the box (the official LoRAT segmentify)"})
     p.add_argument("--multiobject", default=_env("MULTIOBJECT", "1"),
                    help="1: announce multi-object support, all objects in one batch (default); 0: one object "
                         "per session (needed by supervised experiments)")
-    p.add_argument("--masks", default=_env("MASKS", "none"), choices=("none", "sam"),
-                   help="answers for mask stacks: none = the box as a filled mask (default), sam = SAM's mask "
-                        "of the box (the official LoRAT segmentify)")
-    p.add_argument("--sam-checkpoint", default=_env("SAM_CHECKPOINT"),
-                   help="Meta's SAM checkpoint (sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)")
-    p.add_argument("--sam-type", default=_env("SAM_TYPE"), help="vit_b, vit_l or vit_h: must match the file")
-    p.add_argument("--sam-precision", default=_env("SAM_PRECISION", "fp32"), choices=SAM_PRECISIONS,
-                   help="fp32 (the official masks, default), bf16 or fp16 (CUDA)")
     p.add_argument("--log", default=_env("LOG"), help="also append the log to this file")
     p.add_argument("--name", default=_env("NAME", "lorat"), help="tracker name announced at the handshake")
     return p
+
+
+def read_spec(args, environ=None) -> TrackerSpec:
+    """The tracker: ``LORAT_VOT_*`` variables, overridden by the options given on the command line."""
+    return TrackerSpec.from_args(args, base=TrackerSpec.from_env(ENV_PREFIX, environ))
 
 
 def setup_logging(path: Optional[str]) -> Optional[str]:
@@ -310,33 +308,26 @@ def serve(tracker, multiobject: bool = True, name: str = "lorat", metadata=None,
     session.close()
 
 
-def load_tracker(args):
-    from lorat_tracker import LoRATTracker
-
+def load_tracker(spec: TrackerSpec):
+    """The tracker of ``spec`` (no masks: the session asks SAM itself, for mask objects only), warmed up."""
     start = time.perf_counter()
-    tracker = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
-                                           device=args.device, precision=args.precision)
+    tracker = spec.replace(masks="none", sam_checkpoint=None, sam_type=None).build()
     # Warm up (CUDA context, kernels, allocator) before the handshake: replies are timed, start-up is not.
     dummy = np.full((128, 128, 3), 127, dtype=np.uint8)
     tracker.step([tracker.new_target(dummy, [48, 48, 32, 32])], dummy)
-    log.info("model %s loaded from %s on %s (%s) in %.1f s", tracker.cfg.name, args.weights, tracker.device,
-             args.precision, time.perf_counter() - start)
+    import torch
+
+    log.info("model %s loaded from %s on %s (%s, %d threads) in %.1f s", tracker.cfg.name, spec.weights,
+             tracker.device, spec.precision, torch.get_num_threads(), time.perf_counter() - start)
     return tracker
 
 
-def load_refiner(args, device):
-    """SAM for --masks sam, loaded and warmed up before the handshake like the tracker; else None."""
-    if args.masks != "sam":
+def load_refiner(spec: TrackerSpec, device):
+    """SAM for masks="sam", loaded and warmed up before the handshake like the tracker; else None."""
+    if spec.masks != "sam":
         return None
-    from lorat_tracker.errors import LoRATError
-    from lorat_tracker.segmentation import BoxToMask
-
-    if not args.sam_checkpoint:
-        raise LoRATError(f"--masks sam needs a SAM checkpoint: pass --sam-checkpoint or set {ENV_PREFIX}SAM_CHECKPOINT "
-                         "(`lorat vot register --masks sam --sam-checkpoint FILE` writes it into trackers.ini)")
     start = time.perf_counter()
-    refiner = BoxToMask.from_pretrained(args.sam_checkpoint, model_type=args.sam_type, device=device,
-                                        precision=args.sam_precision)
+    refiner = spec.build_refiner(device)
     dummy = np.full((128, 128, 3), 127, dtype=np.uint8)
     refiner.refine(dummy, [[48, 48, 32, 32]])
     log.info("%s loaded on %s (%s) in %.1f s", refiner.name, refiner.device, refiner.precision,
@@ -351,15 +342,17 @@ def main(argv=None) -> int:
     from lorat_tracker.errors import LoRATError
 
     try:
-        if not args.weights:
-            raise LoRATError(f"no weights given: pass --weights or set {ENV_PREFIX}WEIGHTS "
-                             "(`lorat vot register` writes it into trackers.ini)")
-        tracker = load_tracker(args)
-        refiner = load_refiner(args, tracker.device)
+        spec = read_spec(args).check()
+        tracker = load_tracker(spec)
+        refiner = load_refiner(spec, tracker.device)
         metadata = {"lorat.variant": tracker.cfg.name}
         if refiner is not None:
             metadata["lorat.masks"] = f"sam-{refiner.model_type or 'custom'}"
         serve(tracker, multiobject=_flag(args.multiobject), name=args.name, metadata=metadata, refiner=refiner)
+    except SpecError as e:  # named as the toolkit passes it: a LORAT_VOT_* variable of trackers.ini
+        log.error("cannot start: %s (`lorat vot register` writes these into trackers.ini)",
+                  e.render(EnvSpelling(ENV_PREFIX)))
+        return 2
     except LoRATError as e:
         log.error("cannot start: %s", e)
         return 2

@@ -30,8 +30,11 @@ SUBCOMMANDS = {
 
 
 # The core's messages give advice the way a Python caller writes it (``backbone=PATH``,
-# ``device='cpu'``, ``variant='L-224'``); a CLI user reads the same advice as flags. This table and
-# ``cli_message`` are the one place that translates: core modules never need to know who called.
+# ``device='cpu'``, ``variant='L-224'``); a CLI user reads the same advice as flags. Errors of the
+# tracker options (``lorat_tracker.spec.SpecError``) carry their option as data and are rendered in
+# flags directly; this table and ``cli_message`` remain for the core's own messages raised while a
+# tracker is built (weights.py: ``pass backbone=PATH``, ``variant='L-224'``; tracker.py:
+# ``use device='cpu'``), the one place that translates: core modules never need to know who called.
 PARAMETER_FLAGS = {"variant": "--variant", "weights": "--weights", "backbone": "--backbone",
                    "device": "--device", "precision": "--precision"}
 _PYTHON_ARGUMENT = re.compile(r"(?<![\w.-])(%s)=(PATH\b|'[^'\s]*'|\"[^\"\s]*\"|)" % "|".join(PARAMETER_FLAGS))
@@ -54,41 +57,6 @@ class UsageError(Exception):
 def help_text(doc: str) -> str:
     """A module docstring as ``--help`` text: RST literals (double backquotes) become `single` ones."""
     return re.sub(r"``(.+?)``", r"`\1`", doc.strip("\n"), flags=re.S)
-
-
-def add_model_arguments(p: argparse.ArgumentParser, runtime: bool = True) -> None:
-    """--variant/--weights/--backbone and, with ``runtime``, --device/--precision: the same options,
-    help and checks for every subcommand that loads a model (track, eval, export, vot register)."""
-    from ..constants import PRECISIONS, VARIANTS
-
-    p.add_argument("--variant", metavar="V",
-                   help=f"model variant: {', '.join(VARIANTS)} or a variant YAML file "
-                        "(not needed when --weights is a merged export from `lorat export`)")
-    p.add_argument("--weights", metavar="W", required=True,
-                   help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
-    p.add_argument("--backbone", metavar="B",
-                   help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
-                        "without it timm downloads the backbone")
-    if runtime:
-        p.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: cuda if available, "
-                                                     "then mps, then cpu)")
-        p.add_argument("--precision", metavar="P", default="auto", choices=PRECISIONS,
-                       help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), "
-                            "fp32, fp16 or bf16")
-
-
-def add_sam_arguments(p: argparse.ArgumentParser, masks_help: str) -> None:
-    """--masks/--sam-checkpoint/--sam-type/--sam-precision: the same SAM options for every subcommand
-    that turns boxes into masks (track, vot register); ``masks_help`` says where the masks go."""
-    from ..constants import SAM_MODEL_TYPES, SAM_PRECISIONS
-
-    p.add_argument("--masks", default="none", choices=("none", "sam"), help=masks_help)
-    p.add_argument("--sam-checkpoint", metavar="FILE",
-                   help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
-                        "sam_vit_b_01ec64.pth (the size is read from the file)")
-    p.add_argument("--sam-type", choices=SAM_MODEL_TYPES, help="check that --sam-checkpoint is this SAM size")
-    p.add_argument("--sam-precision", default="fp32", choices=SAM_PRECISIONS,
-                   help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,8 +95,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.extra = extra
+    from ..spec import FLAGS, SpecError
+
     try:
         return int(args.func(args) or 0)
+    except SpecError as e:  # a tracker option: its message names the flags itself
+        print(f"lorat {args.command}: error: {e.render(FLAGS)}", file=sys.stderr)
+        return EXIT_USAGE
     except (LoRATError, UsageError, FileNotFoundError) as e:
         print(f"lorat {args.command}: error: {cli_message(str(e))}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from . import UsageError, add_model_arguments, help_text
+from ..spec import TrackerSpec
+from . import UsageError, help_text
 
 BENCHMARK_HELP = """benchmarks (BENCHMARK) and the --root layout each expects:
   got10k-val    ROOT/val/list.txt, ROOT/val/<seq>/{00000001.jpg..., groundtruth.txt, meta_info.ini, cover.label...}
@@ -47,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("benchmark", metavar="BENCHMARK", help="got10k-val, got10k-test, lasot, lasot-ext, trackingnet, "
                                                           "tnl2k, otb, uav123 or nfs (layouts below)")
     p.add_argument("--root", required=True, metavar="DIR", help="the dataset's root folder")
-    add_model_arguments(p)
+    TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
     p.add_argument("--name", help="tracker name: the results/report folder (default: the variant name)")
     p.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
@@ -117,6 +118,7 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
     bench.check_annotations()  # every line of every selected sequence, before anything is tracked
     if compare and not bench.has_ground_truth:
@@ -263,9 +265,6 @@ def _compare_folders(folders) -> Dict[str, str]:
 
 
 def _load_tracker(args, name: str, integration):
-    from ..tracker import LoRATTracker
-
     print(f"loading {args.variant or 'merged export'} from {args.weights} ...", file=sys.stderr)
-    lorat = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
-                                         device=args.device, precision=args.precision)
+    lorat = TrackerSpec.from_args(args).build()
     return integration.LoRATGot10kTracker(lorat, name=name)

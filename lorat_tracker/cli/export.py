@@ -11,7 +11,8 @@ import os
 import time
 
 from ..io import same_file
-from . import UsageError, add_model_arguments
+from ..spec import TrackerSpec
+from . import UsageError
 
 EXPORT_DESCRIPTION = """\
 lorat export: merge the LoRA into the backbone (what loading does anyway) and write one safetensors
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="merge LoRA and backbone into one self-contained weights file",
                        description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(p, runtime=False)
+    TrackerSpec.add_arguments(p, groups=("model",), required=("weights",))
     p.add_argument("--out", required=True, metavar="merged.safetensors", help="the file to write (safetensors)")
     p.set_defaults(func=run_export)
 
@@ -62,8 +63,9 @@ def run_export(args) -> int:
     for option, given in (("--weights", args.weights), ("--backbone", args.backbone)):
         if given and same_file(out, given):
             raise UsageError(f"--out {out} is one of the input files ({option}): pass another name")
+    spec = TrackerSpec.from_args(args).check()
     t0 = time.perf_counter()
-    model = build_model(args.variant, weights=args.weights, backbone=args.backbone, device="cpu")
+    model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
     # Atomic (temporary file, then rename): an interrupted export never leaves a half file behind.
     export_merged(model, out)
     print_info(inspect_weights(out))

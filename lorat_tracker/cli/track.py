@@ -16,7 +16,8 @@ import warnings
 from typing import List
 
 from ..io import same_file
-from . import EXIT_INTERRUPTED, UsageError, add_model_arguments, add_sam_arguments, help_text
+from ..spec import TrackerSpec
+from . import EXIT_INTERRUPTED, UsageError, help_text
 
 EPILOG = """\
 examples:
@@ -45,7 +46,7 @@ def add_parser(sub) -> None:
     p.add_argument("--box", required=True, metavar="X,Y,W,H",
                    help="the object in frame START: 0-based x,y,w,h (commas, spaces or tabs), or a "
                         "ground-truth file whose first line is used; a negative x needs --box=-3,10,50,40")
-    add_model_arguments(p)
+    TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
     p.add_argument("--start", type=int, default=0, metavar="N",
                    help="first frame, 0-based (default 0): the frame the --box is in")
     p.add_argument("--end", type=int, default=None, metavar="N",
@@ -55,8 +56,9 @@ def add_parser(sub) -> None:
                    help="where to write the boxes (default: standard output)")
     p.add_argument("--video", metavar="annotated.mp4",
                    help=f"also write the frames with the box and score drawn ({', '.join(VIDEO_CODECS)})")
-    add_sam_arguments(p, "sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
-                         "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)")
+    TrackerSpec.add_arguments(p, groups=("masks",), help={
+        "masks": "sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
+                 "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)"})
     p.add_argument("--mask-dir", metavar="DIR",
                    help="with --masks sam: write one mask per frame, DIR/<frame index, 8 digits>.png, "
                         "8-bit gray, 255 = object")
@@ -190,32 +192,15 @@ def write_mask_png(mask_dir: str, index: int, mask: np.ndarray) -> str:
 
 
 def _check_mask_options(args) -> None:
+    """The options of this command around the masks (the SAM options themselves: ``TrackerSpec.check``)."""
     if args.masks != "sam":
-        given = [flag for flag, value in (("--mask-dir", args.mask_dir), ("--sam-checkpoint", args.sam_checkpoint),
-                                          ("--sam-type", args.sam_type)) if value]
-        if given:
-            raise UsageError(f"{given[0]} is used only with --masks sam - add --masks sam")
+        if args.mask_dir:
+            raise UsageError("--mask-dir is used only with --masks sam - add --masks sam")
         return
-    if not args.sam_checkpoint:
-        raise UsageError("--masks sam needs --sam-checkpoint FILE (Meta's sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth "
-                         "or sam_vit_b_01ec64.pth)")
-    if not os.path.isfile(args.sam_checkpoint):
-        raise UsageError(f"--sam-checkpoint {args.sam_checkpoint} does not exist - download Meta's SAM checkpoint "
-                         "and pass its path")
     if not args.mask_dir and not args.video:
         raise UsageError("--masks sam needs --mask-dir DIR and/or --video FILE: nowhere to put the masks")
     if args.mask_dir and os.path.exists(args.mask_dir) and not os.path.isdir(args.mask_dir):
         raise UsageError(f"--mask-dir {args.mask_dir} is a file: pass a folder")
-
-
-def _load_refiner(args, device):
-    from ..segmentation import BoxToMask, SamCheckpointError
-
-    refiner = BoxToMask.from_pretrained(args.sam_checkpoint, device=device, precision=args.sam_precision)
-    if args.sam_type and refiner.model_type != args.sam_type:
-        raise SamCheckpointError(f"--sam-checkpoint {args.sam_checkpoint} is {refiner.architecture.describe()}, but "
-                                 f"--sam-type {args.sam_type} was given")
-    return refiner
 
 
 def _make_parent(path: str, option: str) -> None:
@@ -252,9 +237,7 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ..config import load_config
     from ..boxes import validate_box
-    from ..tracker import LoRATTracker
     from ..video import open_source
 
     start, end = args.start, args.end
@@ -263,8 +246,7 @@ def run(args) -> int:
     if end is not None and end < start:
         raise UsageError(f"--end {end} is before --start {start} (--end is inclusive)")
     box = parse_box(args.box)
-    if args.variant is not None:
-        load_config(args.variant)  # an unknown variant fails now, not after reading the video
+    spec = TrackerSpec.from_args(args).check()  # an unknown variant, a missing file... fail now, not after reading
     if args.video:
         video_codec(args.video)
     _check_mask_options(args)
@@ -296,9 +278,8 @@ def run(args) -> int:
         height, width = image.shape[:2]
         validate_box(box, (width, height))  # InvalidBoxError before the (slow) model load
 
-        tracker = LoRATTracker.from_pretrained(args.variant, weights=args.weights, backbone=args.backbone,
-                                               device=args.device, precision=args.precision)
-        refiner = _load_refiner(args, tracker.device) if args.masks == "sam" else None
+        tracker = spec.build()
+        refiner = tracker.masks  # SAM with --masks sam: frame START's mask comes from it directly
         if args.mask_dir:
             try:
                 os.makedirs(args.mask_dir, exist_ok=True)
@@ -336,7 +317,6 @@ def run(args) -> int:
             tracker.initialize(image, box)
             pred_box, score = np.asarray(box, dtype=np.float64), 1.0
             mask = refiner.refine(image, [box])[0].mask if refiner is not None else None
-            tracker.masks = refiner  # from now on every prediction carries its mask
             while True:
                 emit(format_line(pred_box, score))
                 if args.mask_dir:

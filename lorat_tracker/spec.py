@@ -1,0 +1,481 @@
+"""``TrackerSpec``: every option that defines a tracker, defined once.
+
+The command line (``lorat track / eval / export / vot register``), the VOT server and its
+``LORAT_VOT_*`` variables, pytracking's ``LORAT_*`` parameters, the GOT-10k tracker and the training
+evaluator all describe a tracker with the same options. Each option is one field below whose
+metadata (flag, variable name, help, choices, parser) drives every one of those surfaces::
+
+    spec = TrackerSpec(variant="B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth")
+    spec.check()                          # cheap: names, choices, files exist; imports no torch
+    tracker = spec.build()                # LoRATTracker (with its SAM refiner when masks="sam")
+    TrackerSpec.add_arguments(parser)     # --variant --weights ... (argparse; no torch import)
+    spec = TrackerSpec.from_args(args)
+    env = spec.to_env("LORAT_VOT_")       # {"LORAT_VOT_WEIGHTS": "/abs/base.bin", ...}
+    spec = TrackerSpec.from_env("LORAT_VOT_")
+
+Adding an option is one new field (with ``tracker_arg`` naming the ``LoRATTracker.from_pretrained``
+keyword it feeds, if any); every surface picks it up.
+
+Errors are ``SpecError`` with the option as data (``.option == "weights"``); the message is a
+template over option names, rendered in the caller's spelling: ``--weights FILE`` on the command
+line, ``LORAT_VOT_WEIGHTS=FILE`` for the VOT server, ``weights=PATH`` for Python (``str(e)``).
+So no caller rewrites message text (``lorat_tracker.cli.cli_message`` remains only for the core's
+own messages raised while building: weights.py, tracker.py).
+
+``threads`` is the one option with a process-wide effect: the tracker itself never changes torch's
+global thread settings, so ``threads=N`` is the explicit opt-in; ``build()`` calls
+``torch.set_num_threads(N)`` in the process that builds (and so runs) the tracker. Measured under
+load: pytracking ran at 2-3 FPS with torch's default thread count and 39-52 FPS with one thread.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from .constants import PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
+from .errors import ConfigError, WeightsNotFoundError
+
+MASK_MODES = ("none", "sam")
+COMPILE_CHOICES = ("off", "on", "cudagraph", "inductor")  # LoRATTracker's False, True, "cudagraph", "inductor"
+GROUPS = ("model", "runtime", "masks")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
+
+
+# ------------------------------------------------------------------------------------- errors
+
+class Spelling:
+    """How a caller writes an option: its name (``--weights``) and a setting (``--weights FILE``)."""
+
+    def name(self, opt: "Option") -> str:
+        raise NotImplementedError
+
+    def setting(self, opt: "Option", value: str) -> str:
+        raise NotImplementedError
+
+
+class PythonSpelling(Spelling):
+    def name(self, opt):
+        return opt.name
+
+    def setting(self, opt, value):
+        if _placeholder(value):
+            return f"{opt.name}={'PATH' if value == 'FILE' else value}"
+        return f"{opt.name}={os.fspath(value) if isinstance(value, os.PathLike) else value!r}"
+
+
+class FlagSpelling(Spelling):
+    def name(self, opt):
+        return opt.flag
+
+    def setting(self, opt, value):
+        return f"{opt.flag} {opt.format(value)}"
+
+
+class EnvSpelling(Spelling):
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def name(self, opt):
+        return self.prefix + opt.env
+
+    def setting(self, opt, value):
+        return f"{self.prefix}{opt.env}={opt.format(value)}"
+
+
+PYTHON, FLAGS = PythonSpelling(), FlagSpelling()
+
+
+def _placeholder(value) -> bool:
+    return isinstance(value, str) and value.isupper() and value.isalpha()
+
+
+def literal(value) -> str:
+    """A user's value inside a message template (braces escaped)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
+class SpecError(ConfigError):
+    """A tracker option that cannot work. ``.option`` is the ``TrackerSpec`` field it concerns.
+
+    ``template`` names options as ``{weights}`` (the name) or ``{masks:sam}`` (a setting; an
+    upper-case word such as ``{weights:FILE}`` is a placeholder) and ``{self}`` (this option set to
+    ``value``); ``render(spelling)`` writes them the caller's way, ``str()`` in ``.spelling``.
+    """
+
+    def __init__(self, option: str, template: str, value: Any = None, spelling: Spelling = PYTHON):
+        self.option, self.template, self.value, self.spelling = option, template, value, spelling
+        super().__init__(self.render(spelling))
+
+    def render(self, spelling: Spelling) -> str:
+        return self.template.format_map(_Names(spelling, self.option, self.value))
+
+    def spelled(self, spelling: Spelling) -> "SpecError":
+        """The same error, its message written in ``spelling``."""
+        err = self.__class__(self.option, self.template, self.value, spelling)
+        err.__cause__, err.__traceback__ = self.__cause__, self.__traceback__
+        return err
+
+    def __str__(self) -> str:
+        return self.render(self.spelling)
+
+
+class SpecFileNotFoundError(SpecError, WeightsNotFoundError):
+    """A file option (weights, backbone, SAM checkpoint, variant YAML) naming no file."""
+
+
+class _Named:
+    def __init__(self, spelling: Spelling, opt: "Option", value=None, is_self=False):
+        self.spelling, self.opt, self.value, self.is_self = spelling, opt, value, is_self
+
+    def __format__(self, spec: str) -> str:
+        if self.is_self:
+            return self.spelling.setting(self.opt, self.value)
+        return self.spelling.setting(self.opt, spec) if spec else self.spelling.name(self.opt)
+
+
+class _Names(dict):
+    def __init__(self, spelling, option, value):
+        super().__init__()
+        self.spelling, self.option, self.value = spelling, option, value
+
+    def __missing__(self, key):
+        if key == "self":
+            return _Named(self.spelling, option_named(self.option), self.value, is_self=True)
+        return _Named(self.spelling, option_named(key))
+
+
+# ------------------------------------------------------------------------------------ options
+
+def _parse_compile(text: str):
+    key = str(text).strip().lower()
+    if key in ("0", "off", "false", "no", "none"):
+        return False
+    if key in ("1", "on", "true", "yes"):
+        return True
+    return key  # "cudagraph", "inductor"; anything else is refused by check()
+
+
+def _format_compile(value) -> str:
+    return {False: "off", True: "on"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def option(default, *, help: str, group: str, metavar: Optional[str] = None, choices: Optional[Tuple] = None,
+           parse: Optional[Callable[[str], Any]] = None, format: Optional[Callable[[Any], str]] = None,
+           file: bool = False, tracker_arg: Optional[str] = None, flag: Optional[str] = None,
+           env: Optional[str] = None, applies: Optional[Callable[["TrackerSpec"], bool]] = None):
+    """A ``TrackerSpec`` field with everything the surfaces need to know about it.
+
+    ``flag`` / ``env`` default to ``--field-name`` / ``FIELD_NAME`` (after the caller's prefix);
+    ``parse`` turns a command-line or environment string into the value, ``format`` back;
+    ``file``: a path checked to exist; ``tracker_arg``: the ``LoRATTracker.from_pretrained``
+    keyword it is passed as; ``applies(spec)``: False when the option means nothing for ``spec``
+    (then ``to_env`` leaves it out).
+    """
+    meta = dict(help=help, group=group, metavar=metavar, choices=choices, parse=parse, format=format, file=file,
+                tracker_arg=tracker_arg, flag=flag, env=env, applies=applies)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _uses_sam(spec: "TrackerSpec") -> bool:
+    return spec.masks == "sam"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerSpec:
+    """Everything that defines a tracker (see the module docstring)."""
+
+    variant: Optional[str] = option(
+        None, group="model", metavar="V", tracker_arg="variant",
+        help=f"model variant: {', '.join(VARIANTS)} or a variant YAML file "
+             "(not needed when --weights is a merged export from `lorat export`)")
+    weights: Optional[str] = option(
+        None, group="model", metavar="W", file=True, tracker_arg="weights",
+        help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
+    backbone: Optional[str] = option(
+        None, group="model", metavar="B", file=True, tracker_arg="backbone",
+        help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
+             "without it timm downloads the backbone")
+    device: Optional[str] = option(
+        None, group="runtime", metavar="D", tracker_arg="device",
+        help="cpu, cuda, cuda:N or mps (default: cuda if available, then mps, then cpu)")
+    precision: str = option(
+        "auto", group="runtime", metavar="P", choices=PRECISIONS, tracker_arg="precision",
+        help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), fp32, fp16 or bf16")
+    compile: Union[bool, str] = option(
+        False, group="runtime", metavar="MODE", parse=_parse_compile, format=_format_compile, tracker_arg="compile",
+        help="CUDA only: on / cudagraph replays one captured CUDA graph per batch size, inductor uses "
+             "torch.compile (default off; elsewhere it warns and runs eagerly)")
+    threads: Optional[int] = option(
+        None, group="runtime", metavar="N", parse=int,
+        help="torch intra-op threads of this process (default: torch's own, one per core); 1 is fastest when "
+             "several trackers or jobs share the cores")
+    masks: str = option(
+        "none", group="masks", choices=MASK_MODES,
+        help="none (default): boxes only; sam: SAM's mask of every box, as the official LoRAT VOTS pipeline")
+    sam_checkpoint: Optional[str] = option(
+        None, group="masks", metavar="FILE", file=True, applies=_uses_sam,
+        help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
+             "sam_vit_b_01ec64.pth (the size is read from the file)")
+    sam_type: Optional[str] = option(
+        None, group="masks", choices=SAM_MODEL_TYPES, applies=_uses_sam,
+        help="check that --sam-checkpoint is this SAM size")
+    sam_precision: str = option(
+        "fp32", group="masks", choices=SAM_PRECISIONS, applies=_uses_sam,
+        help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+
+    # ------------------------------------------------------------------------------ checking
+
+    def check(self) -> "TrackerSpec":
+        """Fail fast on a spec that cannot work, reading no weights and importing no torch.
+
+        Checks names, choices and formats, that given files exist, and that the SAM options fit
+        together. What needs torch (is CUDA there? do the files fit the variant?) is ``build()``'s.
+        Returns the spec, so ``TrackerSpec(...).check().build()`` reads naturally.
+        """
+        self._check_variant()
+        if self.weights is None:
+            raise SpecError("weights", "no weights given: {weights:FILE} is needed (the released .bin, a training "
+                                       "model.safetensors or a merged export from `lorat export`)")
+        for name, what in (("weights", "check the path (the LoRAT .bin, a training model.safetensors or a merged export)"),
+                           ("backbone", "check the path, or leave it out if the weights carry the backbone")):
+            _check_file(name, getattr(self, name), what)
+        if self.device is not None and not DEVICE_PATTERN.match(str(self.device)):
+            raise SpecError("device", "{self} is not a device: use cpu, cuda, cuda:N or mps", self.device)
+        _check_choice(self, "precision")
+        if self.compile not in (False, True, "cudagraph", "inductor"):
+            raise SpecError("compile", "{self} is not a compile mode: use " + ", ".join(COMPILE_CHOICES),
+                            self.compile)
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise SpecError("threads", "{self} is not a thread count: use a whole number of at least 1 "
+                                       "(or leave it out for torch's own setting)", self.threads)
+        self._check_masks()
+        return self
+
+    def _check_variant(self) -> None:
+        if self.variant is None or not isinstance(self.variant, (str, os.PathLike)):
+            return  # None (merged export) or a VariantConfig / dict: load_config validates those
+        from .config import load_config
+
+        text = os.fspath(self.variant)
+        if text.endswith((".yaml", ".yml")) and not os.path.isfile(text):
+            raise SpecFileNotFoundError("variant", "{self}: no such variant file - pass a bundled variant ("
+                                        + ", ".join(VARIANTS) + ") or the path of a variant YAML file", text)
+        try:
+            load_config(text)  # YAML only, no torch: an unknown name lists the known ones
+        except ConfigError as e:
+            raise SpecError("variant", literal(e)) from None
+
+    def _check_masks(self) -> None:
+        _check_choice(self, "masks")
+        if self.masks != "sam":
+            given = [name for name in ("sam_checkpoint", "sam_type") if getattr(self, name) is not None]
+            if given:
+                raise SpecError(given[0], "{%s} is used only with {masks:sam} - add {masks:sam}" % given[0])
+            return
+        if self.sam_checkpoint is None:
+            raise SpecError("sam_checkpoint", "{masks:sam} needs {sam_checkpoint:FILE} (Meta's sam_vit_h_4b8939.pth, "
+                                              "sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth)")
+        _check_file("sam_checkpoint", self.sam_checkpoint, "download Meta's SAM checkpoint and pass its path")
+        _check_choice(self, "sam_type")
+        _check_choice(self, "sam_precision")
+
+    # ------------------------------------------------------------------------------ building
+
+    def tracker_kwargs(self) -> Dict[str, Any]:
+        """The ``LoRATTracker.from_pretrained`` keywords of this spec."""
+        return {o.tracker_arg: getattr(self, o.name) for o in options() if o.tracker_arg}
+
+    def build(self):
+        """``check()``, then the ``LoRATTracker`` (``from_pretrained``), its ``masks`` set to the SAM
+        refiner when ``masks="sam"``. With ``threads`` set, torch's intra-op thread count of this
+        process is set first (the explicit opt-in; the tracker never changes it otherwise)."""
+        self.check()
+        self.apply_threads()
+        from .tracker import LoRATTracker
+
+        tracker = LoRATTracker.from_pretrained(**self.tracker_kwargs())
+        tracker.masks = self.build_refiner(tracker.device)
+        return tracker
+
+    def apply_threads(self) -> None:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(int(self.threads))
+
+    def build_refiner(self, device=None):
+        """The SAM ``BoxToMask`` of this spec on ``device``, or None when ``masks`` is "none"."""
+        if self.masks != "sam":
+            return None
+        from .segmentation import BoxToMask
+
+        refiner = BoxToMask.from_pretrained(self.sam_checkpoint, device=device, precision=self.sam_precision)
+        self.check_sam_type(refiner.architecture)
+        return refiner
+
+    def check_sam_type(self, architecture) -> None:
+        """``sam_type``, if given, against the measured architecture of the checkpoint."""
+        if self.sam_type is not None and architecture.model_type != self.sam_type:
+            other = f" or {{sam_type:{architecture.model_type}}}" if architecture.model_type else ""
+            raise SpecError("sam_type", "{sam_checkpoint:%s} is %s, but {self} was given - pass the "
+                            "sam_%s file%s" % (literal(self.sam_checkpoint), literal(architecture.describe()),
+                                               self.sam_type, other), self.sam_type)
+
+    # ------------------------------------------------------------------------------ surfaces
+
+    def replace(self, **changes) -> "TrackerSpec":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, spec=None, **options_) -> "TrackerSpec":
+        """A spec from a spec (with ``options_`` replaced) or, the older call form, from the variant
+        plus option keywords: ``TrackerSpec.of("B-224", weights="base.bin")``."""
+        if isinstance(spec, TrackerSpec):
+            return spec.replace(**options_) if options_ else spec
+        return cls(variant=spec, **options_)
+
+    def absolute(self) -> "TrackerSpec":
+        """File options (and a variant YAML path) as absolute paths: for files written for another process."""
+        changes = {}
+        for o in options():
+            value = getattr(self, o.name)
+            if value is None or not isinstance(value, (str, os.PathLike)):
+                continue
+            if o.file or (o.name == "variant" and (str(value).endswith((".yaml", ".yml")) or os.path.isfile(value))):
+                changes[o.name] = str(Path(value).expanduser().resolve())
+        return self.replace(**changes)
+
+    @classmethod
+    def add_arguments(cls, parser, groups: Iterable[str] = GROUPS, required: Iterable[str] = (),
+                      help: Optional[Mapping[str, str]] = None, suppress_defaults: bool = False) -> None:
+        """Add ``--variant`` ... to an argparse parser (imports nothing heavy).
+
+        ``groups``: which of model / runtime / masks; ``required``: options that must be given;
+        ``help``: per-option help replacing the default one; ``suppress_defaults``: leave options
+        not given out of the namespace (so ``from_args(args, base=...)`` keeps the base's values).
+        """
+        import argparse
+
+        groups, required, help = set(groups), set(required), dict(help or {})
+        for o in options():
+            if o.group not in groups:
+                continue
+            kwargs = dict(dest=o.name, help=help.get(o.name, o.help), metavar=o.metavar)
+            kwargs["default"] = argparse.SUPPRESS if suppress_defaults else o.default
+            if o.parse is not None:
+                kwargs["type"] = o.parse
+            elif o.choices:
+                kwargs["choices"] = o.choices
+            if o.name in required:
+                kwargs["required"] = True
+            parser.add_argument(o.flag, **kwargs)
+
+    @classmethod
+    def from_args(cls, args, base: Optional["TrackerSpec"] = None) -> "TrackerSpec":
+        """The options present as attributes of ``args`` (an argparse namespace, pytracking's params,
+        any object) over ``base`` (default: the defaults)."""
+        base = cls() if base is None else base
+        return base.replace(**{o.name: getattr(args, o.name) for o in options() if hasattr(args, o.name)})
+
+    def to_env(self, prefix: str) -> Dict[str, str]:
+        """``{prefix + NAME: text}`` for every option that is set and applies (``from_env`` reads it back)."""
+        out = {}
+        for o in options():
+            value = getattr(self, o.name)
+            if value is None or (o.applies is not None and not o.applies(self)):
+                continue
+            out[prefix + o.env] = o.format(value)
+        return out
+
+    @classmethod
+    def from_env(cls, prefix: str, environ: Optional[Mapping[str, str]] = None,
+                 base: Optional["TrackerSpec"] = None) -> "TrackerSpec":
+        """The ``prefix + NAME`` variables of ``environ`` (default ``os.environ``) over ``base``; an
+        empty variable counts as unset."""
+        environ = os.environ if environ is None else environ
+        spelling = EnvSpelling(prefix)
+        values = {}
+        for o in options():
+            text = environ.get(prefix + o.env, "")
+            if text == "":
+                continue
+            values[o.name] = o.parse_text(text, spelling)
+        return (cls() if base is None else base).replace(**values)
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        """The command-line flag of option ``name`` (``"sam_checkpoint"`` -> ``"--sam-checkpoint"``)."""
+        return option_named(name).flag
+
+
+# ------------------------------------------------------------------------- option metadata
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One ``TrackerSpec`` field with its metadata (see ``option``)."""
+    name: str
+    default: Any
+    help: str
+    group: str
+    metavar: Optional[str]
+    choices: Optional[Tuple]
+    parse: Optional[Callable[[str], Any]]
+    formatter: Optional[Callable[[Any], str]]
+    file: bool
+    tracker_arg: Optional[str]
+    flag: str
+    env: str
+    applies: Optional[Callable[[TrackerSpec], bool]]
+
+    def format(self, value) -> str:
+        return self.formatter(value) if self.formatter else os.fspath(value) if isinstance(value, os.PathLike) \
+            else str(value)
+
+    def parse_text(self, text: str, spelling: Spelling):
+        if self.parse is None:
+            return text
+        try:
+            return self.parse(text)
+        except ValueError:
+            raise SpecError(self.name, "{self} is not valid: " + literal(self.help), text, spelling) from None
+
+
+_OPTIONS: List[Option] = []
+
+
+def options() -> List[Option]:
+    """Every option of ``TrackerSpec``, in field order."""
+    if not _OPTIONS:
+        for f in dataclasses.fields(TrackerSpec):
+            m = f.metadata
+            _OPTIONS.append(Option(f.name, f.default, m["help"], m["group"], m["metavar"], m["choices"], m["parse"],
+                                   m["format"], m["file"], m["tracker_arg"], m["flag"] or "--" + f.name.replace("_", "-"),
+                                   m["env"] or f.name.upper(), m["applies"]))
+    return _OPTIONS
+
+
+def option_named(name: str) -> Option:
+    for o in options():
+        if o.name == name:
+            return o
+    raise KeyError(f"TrackerSpec has no option {name!r}")
+
+
+def _check_choice(spec: TrackerSpec, name: str) -> None:
+    o, value = option_named(name), getattr(spec, name)
+    if value is not None and value not in o.choices:
+        raise SpecError(name, "{self} is not one of " + ", ".join(o.choices), value)
+
+
+def _check_file(name: str, path, advice: str) -> None:
+    if path is None:
+        return
+    text = os.fspath(path)
+    if not os.path.exists(text):
+        raise SpecFileNotFoundError(name, "{self} does not exist - " + literal(advice), text)
+    if os.path.isdir(text):
+        raise SpecError(name, "{self} is a directory - pass the file inside it", text)
