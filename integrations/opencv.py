@@ -56,12 +56,15 @@ class TrackerLoRAT:
         self._score = -1.0
 
     @classmethod
-    def create(cls, variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+    def create(cls, variant=None, weights=None, backbone=None, device=None, precision: str = None,
                score_threshold: float = DEFAULT_SCORE_THRESHOLD, **kwargs) -> "TrackerLoRAT":
-        """Like ``cv2.TrackerVit.create(params)``: loads the network (``LoRATTracker.from_pretrained``
-        arguments; further keyword arguments go to it too)."""
-        return cls(LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
-                                                precision=precision, **kwargs), score_threshold)
+        """Like ``cv2.TrackerVit.create(params)``: loads the network (``variant`` may be a
+        ``TrackerSpec``; further keyword arguments are ``TrackerSpec`` fields: ``threads``, ``compile``...)."""
+        from lorat_tracker.spec import TrackerSpec
+
+        given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
+                                   ("precision", precision)) if v is not None}
+        return cls(TrackerSpec.of(variant, **given, **kwargs).build(), score_threshold)
 
     def init(self, image, boundingBox) -> None:
         """Start tracking ``boundingBox`` = (x, y, w, h), 0-based pixels, in the BGR ``image``."""

@@ -48,6 +48,7 @@ _LAZY = {
     "MaskFallbackWarning": "tracker",
     "BoxToMask": "segmentation", "SamCheckpointError": "segmentation", "SamCheckpointNotFoundError": "segmentation",
     "SamNotInstalledError": "segmentation", "SegmentationError": "segmentation",
+    "TrackerSpec": "spec", "SpecError": "spec",
 }
 
 __all__ = [
@@ -56,7 +57,7 @@ __all__ = [
     "InvalidBoxError", "InvalidImageError", "NotInitializedError", "WeightsError", "WeightsNotFoundError",
     "DatasetLayoutError", "SourceError", "SourceNotFoundError",
     "BoxToMask", "SamCheckpointError", "SamCheckpointNotFoundError", "SamNotInstalledError", "SegmentationError",
-    "MaskFallbackWarning",
+    "MaskFallbackWarning", "TrackerSpec", "SpecError",
 ]
 
 
@@ -83,4 +84,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .segmentation import (BoxToMask, SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError,
                                SegmentationError)
     from .tracker import FrameSizeWarning, LoRATTracker, MaskFallbackWarning, Prediction, Target
+    from .spec import SpecError, TrackerSpec
     from .weights import build_model, export_merged, inspect_weights

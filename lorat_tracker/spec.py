@@ -61,7 +61,7 @@ class PythonSpelling(Spelling):
         return opt.name
 
     def setting(self, opt, value):
-        if _placeholder(value):
+        if is_placeholder(value):
             return f"{opt.name}={'PATH' if value == 'FILE' else value}"
         return f"{opt.name}={os.fspath(value) if isinstance(value, os.PathLike) else value!r}"
 
@@ -88,7 +88,8 @@ class EnvSpelling(Spelling):
 PYTHON, FLAGS = PythonSpelling(), FlagSpelling()
 
 
-def _placeholder(value) -> bool:
+def is_placeholder(value) -> bool:
+    """An upper-case word in a message template (FILE, N): stands for a value, not one."""
     return isinstance(value, str) and value.isupper() and value.isalpha()
 
 

@@ -7,14 +7,17 @@ import numpy as np
 from got10k.trackers import Tracker
 
 from lorat_tracker import LoRATTracker
+from lorat_tracker.spec import TrackerSpec
 
 
 class LoRATGot10kTracker(Tracker):
     """LoRAT for the GOT-10k toolkit: ``init(PIL image, box)`` / ``update(PIL image) -> box``.
 
-    Build it from a ready ``LoRATTracker`` or from the arguments of ``LoRATTracker.from_pretrained``::
+    Build it from a ready ``LoRATTracker``, a ``TrackerSpec`` or the variant plus ``TrackerSpec``
+    fields as keywords::
 
         LoRATGot10kTracker(LoRATTracker.from_pretrained("B-224", weights=..., backbone=...))
+        LoRATGot10kTracker(TrackerSpec(variant="B-224", weights="base.bin", threads=1))
         LoRATGot10kTracker("B-224", weights="base.bin", backbone="dinov2_vitb14_pretrain.pth", device="cuda")
 
     Boxes are passed through as the toolkit gives them (``[x, y, w, h]`` floats, no shift): the
@@ -23,15 +26,16 @@ class LoRATGot10kTracker(Tracker):
     repetition instead of three.
     """
 
-    def __init__(self, tracker, weights=None, backbone=None, device=None, precision: str = "auto",
-                 name: str = None):
+    def __init__(self, tracker, weights=None, backbone=None, device=None, precision: str = None,
+                 name: str = None, **options):
         if isinstance(tracker, LoRATTracker):
-            if weights is not None or backbone is not None:
+            if weights is not None or backbone is not None or options:
                 raise TypeError("pass either a LoRATTracker or (variant, weights, backbone, ...), not both")
             lorat = tracker
         else:
-            lorat = LoRATTracker.from_pretrained(tracker, weights=weights, backbone=backbone, device=device,
-                                                 precision=precision)
+            given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
+                                       ("precision", precision)) if v is not None}
+            lorat = TrackerSpec.of(tracker, **given, **options).build()
         if name is None:
             name = lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0]
         super().__init__(name=name, is_deterministic=True)

@@ -41,10 +41,10 @@ class TrackingEvaluator:
 def build_tracker(variant, weights: str, backbone=None, device="cpu", precision: str = "fp32"):
     """The tracker the validation runs: the one place that builds it (so the tracker's configuration can
     come from elsewhere without touching the scoring)."""
-    from ...tracker import LoRATTracker
+    from ...spec import TrackerSpec
 
-    return LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
-                                        precision=precision)
+    return TrackerSpec(variant=variant, weights=weights, backbone=backbone, device=device,
+                       precision=precision).build()
 
 
 def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="cpu", precision: str = "fp32",

@@ -13,7 +13,7 @@ pytracking itself is never imported here (it is not pip-installable; PyPI's ``py
 """
 from .install import TEMPLATES, install_templates
 from .tracker import (LoRATPytracking, TrackerParams, clear_network_cache, load_network, lorat_params,
-                      params_from_env)
+                      params_from_env, spec_of)
 
-__all__ = ["LoRATPytracking", "TrackerParams", "lorat_params", "params_from_env", "load_network", "clear_network_cache",
-           "install_templates", "TEMPLATES"]
+__all__ = ["LoRATPytracking", "TrackerParams", "lorat_params", "params_from_env", "spec_of", "load_network",
+           "clear_network_cache", "install_templates", "TEMPLATES"]

@@ -20,14 +20,18 @@ Boxes are the core tracker's float boxes, unrounded (pytracking's own result wri
 to integers; keep the floats if you save results yourself). Several objects: pytracking's
 ``MultiObjectWrapper`` runs one instance per object (``multiobj_mode = 'parallel'``).
 
-The network is loaded once per process (``load_network``: a cache keyed by variant, weights and
-backbone files, device, precision and compile mode), before ``initialize()`` starts its clock:
+The tracker is a ``TrackerSpec`` spread over the params' attributes (``params.variant``,
+``params.weights``, ``params.threads``, ...; ``lorat_params`` / ``params_from_env`` make them, the
+latter from the ``LORAT_*`` variables: ``TrackerSpec.from_env("LORAT_")``). The network is loaded
+once per process (``load_network``: a cache keyed by the spec, files by path, size and time),
+before ``initialize()`` starts its clock:
 pytracking builds a new tracker object for every sequence and every object, and its frame-0 time
 and FPS are the ``time`` values returned here.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 import time
@@ -35,6 +39,9 @@ from collections.abc import Mapping
 from typing import Dict, Optional, Tuple
 
 from lorat_tracker import InvalidBoxError, LoRATTracker
+from lorat_tracker.spec import EnvSpelling, SpecError, Spelling, TrackerSpec, is_placeholder, options
+
+ENV_PREFIX = "LORAT_"
 
 _NETWORKS: Dict[Tuple, LoRATTracker] = {}
 _NETWORKS_LOCK = threading.Lock()
@@ -52,26 +59,33 @@ def _file_key(path) -> Optional[Tuple]:
     return (full, st.st_size, st.st_mtime_ns)
 
 
-def network_key(variant, weights, backbone, device, precision, compile=False) -> Tuple:
+def network_key(spec: TrackerSpec) -> Tuple:
     """What makes two networks the same: the cache key of ``load_network``."""
-    if variant is not None and os.path.isfile(os.fspath(variant)):
-        variant = _file_key(variant)  # a variant YAML file
-    return (variant, _file_key(weights), _file_key(backbone), None if device is None else str(device),
-            precision, compile)
+    key = []
+    for o in options():
+        value = getattr(spec, o.name)
+        if value is not None and (o.file or (o.name == "variant" and os.path.isfile(os.fspath(value)))):
+            value = _file_key(value)  # a file (a variant YAML too): rewritten means loaded anew
+        key.append((o.name, value))
+    return tuple(key)
 
 
-def load_network(variant, weights=None, backbone=None, device=None, precision: str = "auto",
-                 compile=False) -> LoRATTracker:
+def load_network(spec, weights=None, backbone=None, device=None, precision: Optional[str] = None,
+                 **options_) -> LoRATTracker:
     """A ``LoRATTracker`` of its own (no target yet) on a network loaded at most once per process.
 
-    The network is read-only at inference, so every caller shares it; each gets its own target state.
+    ``spec``: a ``TrackerSpec``, or (the older call form) the variant, with the other options as
+    arguments. The network is read-only at inference, so every caller shares it; each gets its own
+    target state.
     """
-    key = network_key(variant, weights, backbone, device, precision, compile)
+    given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
+                               ("precision", precision)) if v is not None}
+    spec = TrackerSpec.of(spec, **given, **options_)
+    key = network_key(spec)
     with _NETWORKS_LOCK:
         loaded = _NETWORKS.get(key)
         if loaded is None:
-            loaded = LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
-                                                  precision=precision, compile=compile)
+            loaded = spec.build()
             _NETWORKS[key] = loaded
     tracker = copy.copy(loaded)  # same network and compiled forward, no shared target
     tracker._target = None
@@ -111,30 +125,50 @@ class TrackerParams:
         return f"TrackerParams({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-def lorat_params(variant, weights=None, backbone=None, device=None, precision: str = "auto") -> TrackerParams:
-    """A parameter object with the fields this tracker reads, plus pytracking's usual debug flags."""
-    return TrackerParams(debug=0, visualization=False, variant=variant, weights=weights, backbone=backbone,
-                         device=device, precision=precision)
+def lorat_params(variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+                 **options_) -> TrackerParams:
+    """A parameter object with every ``TrackerSpec`` field as an attribute (``variant``, ``weights``,
+    ``threads``, ...; ``options_`` are further fields, or a ``spec=TrackerSpec(...)``), plus
+    pytracking's usual debug flags."""
+    spec = options_.pop("spec", None)
+    spec = spec.replace(**options_) if spec is not None else \
+        TrackerSpec(variant=variant, weights=weights, backbone=backbone, device=device, precision=precision, **options_)
+    return TrackerParams(debug=0, visualization=False, **dataclasses.asdict(spec))
 
 
-def params_from_env(variant, weights: Optional[str]) -> TrackerParams:
+def params_from_env(variant, weights: Optional[str], environ=None) -> TrackerParams:
     """The body of the parameter files copied into pytracking.
 
-    LORAT_VARIANT / LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE / LORAT_PRECISION override the
-    given variant, the given weights file name, no backbone (timm fetches DINOv2), the best device
-    and precision "auto" (fp16 autocast on CUDA, as the official evaluation). ``variant=None`` (the
-    ``export`` parameter file) takes the variant stored in a merged export from ``lorat export``.
+    The ``LORAT_*`` variables of ``TrackerSpec`` (LORAT_VARIANT, LORAT_WEIGHTS, LORAT_BACKBONE,
+    LORAT_DEVICE, LORAT_PRECISION, LORAT_THREADS, ...) override the given variant, the given
+    weights file name and the defaults (no backbone: timm fetches DINOv2; the best device; precision
+    "auto", fp16 autocast on CUDA as the official evaluation). ``variant=None`` (the ``export``
+    parameter file) takes the variant stored in a merged export from ``lorat export``.
     """
-    from lorat_tracker.errors import ConfigError
+    spec = TrackerSpec.from_env(ENV_PREFIX, environ, base=TrackerSpec(variant=variant, weights=weights))
+    if spec.weights is None:
+        raise SpecError("weights", "set {weights} to the weights file (for the `export` parameter file: a merged "
+                                   "export made by `lorat export`), e.g. {weights:/path/to/lorat-L-378.safetensors}",
+                        spelling=EnvSpelling(ENV_PREFIX))
+    return lorat_params(spec=spec)
 
-    weights = os.environ.get("LORAT_WEIGHTS") or weights
-    if weights is None:
-        raise ConfigError("set LORAT_WEIGHTS to the weights file (for the `export` parameter file: a merged "
-                          "export made by `lorat export`), e.g. LORAT_WEIGHTS=/path/to/lorat-L-378.safetensors")
-    return lorat_params(os.environ.get("LORAT_VARIANT") or variant, weights=weights,
-                        backbone=os.environ.get("LORAT_BACKBONE") or None,
-                        device=os.environ.get("LORAT_DEVICE") or None,
-                        precision=os.environ.get("LORAT_PRECISION") or "auto")
+
+def spec_of(params) -> TrackerSpec:
+    """The ``TrackerSpec`` a params object (pytracking's, or ``lorat_params``') describes."""
+    return TrackerSpec.from_args(params)
+
+
+class _ParamsSpelling(Spelling):
+    """Options as a pytracking parameter file sets them: ``params.weights = '...'``."""
+
+    def name(self, opt):
+        return f"params.{opt.name}"
+
+    def setting(self, opt, value):
+        return f"params.{opt.name} = {value if is_placeholder(value) else repr(value)}"
+
+
+_PARAMS = _ParamsSpelling()
 
 
 class LoRATPytracking:
@@ -149,10 +183,10 @@ class LoRATPytracking:
         self.frame_num = 0
 
     @classmethod
-    def from_pretrained(cls, variant, weights=None, backbone=None, device=None, precision: str = "auto"
-                        ) -> "LoRATPytracking":
-        """Load now (``LoRATTracker.from_pretrained`` arguments); pytracking itself loads lazily."""
-        tracker = cls(lorat_params(variant, weights, backbone, device, precision))
+    def from_pretrained(cls, variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+                        **options_) -> "LoRATPytracking":
+        """Load now (``TrackerSpec`` fields, or ``spec=TrackerSpec(...)``); pytracking itself loads lazily."""
+        tracker = cls(lorat_params(variant, weights, backbone, device, precision, **options_))
         tracker.initialize_features()
         return tracker
 
@@ -162,10 +196,10 @@ class LoRATPytracking:
         """Get the network (loaded once per process, see ``load_network``); pytracking calls this before
         video and webcam runs, and ``initialize`` calls it before starting its clock."""
         if self._tracker is None:
-            p = self.params
-            self._tracker = load_network(p.get("variant", None), weights=p.get("weights"),
-                                         backbone=p.get("backbone", None), device=p.get("device", None),
-                                         precision=p.get("precision", "auto"), compile=p.get("compile", False))
+            try:
+                self._tracker = load_network(spec_of(self.params))
+            except SpecError as e:  # named as the parameter file sets it: params.<option>
+                raise e.spelled(_PARAMS) from None
 
     def predicts_segmentation_mask(self) -> bool:
         return False

@@ -8,3 +8,7 @@
 
 Importing this package imports neither ``vot`` nor ``trax``; each module imports them when used.
 """
+
+# The trackers.ini entry passes the tracker's options to the server as these variables
+# (``TrackerSpec.to_env(ENV_PREFIX)`` / ``from_env``): LORAT_VOT_WEIGHTS, LORAT_VOT_THREADS, ...
+ENV_PREFIX = "LORAT_VOT_"

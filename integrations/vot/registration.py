@@ -22,7 +22,7 @@ from lorat_tracker.errors import ConfigError, LoRATError
 from lorat_tracker.io import atomic_open, atomic_write_text
 from lorat_tracker.spec import MASK_MODES, SpecError, TrackerSpec  # noqa: F401  (MASK_MODES: public here before)
 
-from .server import ENV_PREFIX
+from . import ENV_PREFIX
 
 IDENTIFIER = re.compile(r"^[a-zA-Z0-9-_]+$")
 DEFAULT_TIMEOUT_S = 300

@@ -42,9 +42,9 @@ import numpy as np
 from lorat_tracker.boxes import rasterized_xywh
 from lorat_tracker.spec import EnvSpelling, SpecError, TrackerSpec
 
+from . import ENV_PREFIX
 from .regions import mask_bbox_xywh, polygon_bbox_xywh
 
-ENV_PREFIX = "LORAT_VOT_"
 log = logging.getLogger("lorat.vot")
 
 

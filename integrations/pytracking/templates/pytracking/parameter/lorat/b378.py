@@ -1,6 +1,7 @@
 """LoRAT-B-378: the released base-378.bin on the DINOv2 dinov2_vitb14_pretrain.pth.
 
-Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE / LORAT_PRECISION, or edit the defaults below.
+Set LORAT_WEIGHTS / LORAT_BACKBONE / LORAT_DEVICE / LORAT_PRECISION / LORAT_THREADS (any TrackerSpec
+option as LORAT_<OPTION>), or edit the defaults below.
 Without a backbone file timm downloads the DINOv2 weights on first use. A merged export made by
 `lorat export` needs no backbone; for an export of another variant use the `export` parameter file
 (or set LORAT_VARIANT).
