@@ -165,13 +165,13 @@ def _format_compile(value) -> str:
 
 def option(default, *, help: str, group: str, metavar: Optional[str] = None, choices: Optional[Tuple] = None,
            parse: Optional[Callable[[str], Any]] = None, format: Optional[Callable[[Any], str]] = None,
-           file: bool = False, tracker_arg: Optional[str] = None, flag: Optional[str] = None,
+           file: Union[bool, str] = False, tracker_arg: Optional[str] = None, flag: Optional[str] = None,
            env: Optional[str] = None, applies: Optional[Callable[["TrackerSpec"], bool]] = None):
     """A ``TrackerSpec`` field with everything the surfaces need to know about it.
 
     ``flag`` / ``env`` default to ``--field-name`` / ``FIELD_NAME`` (after the caller's prefix);
     ``parse`` turns a command-line or environment string into the value, ``format`` back;
-    ``file``: a path checked to exist; ``tracker_arg``: the ``LoRATTracker.from_pretrained``
+    ``file``: a path checked to exist (a string: the advice when it does not); ``tracker_arg``: the ``LoRATTracker.from_pretrained``
     keyword it is passed as; ``applies(spec)``: False when the option means nothing for ``spec``
     (then ``to_env`` leaves it out).
     """
@@ -193,10 +193,12 @@ class TrackerSpec:
         help=f"model variant: {', '.join(VARIANTS)} or a variant YAML file "
              "(not needed when --weights is a merged export from `lorat export`)")
     weights: Optional[str] = option(
-        None, group="model", metavar="W", file=True, tracker_arg="weights",
+        None, group="model", metavar="W", tracker_arg="weights",
+        file="check the path (the LoRAT .bin, a training model.safetensors or a merged export)",
         help="LoRAT weights: the released .bin, a training model.safetensors or a merged export")
     backbone: Optional[str] = option(
-        None, group="model", metavar="B", file=True, tracker_arg="backbone",
+        None, group="model", metavar="B", tracker_arg="backbone",
+        file="check the path, or leave it out if the weights carry the backbone",
         help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) for a released .bin; "
              "without it timm downloads the backbone")
     device: Optional[str] = option(
@@ -217,7 +219,8 @@ class TrackerSpec:
         "none", group="masks", choices=MASK_MODES,
         help="none (default): boxes only; sam: SAM's mask of every box, as the official LoRAT VOTS pipeline")
     sam_checkpoint: Optional[str] = option(
-        None, group="masks", metavar="FILE", file=True, applies=_uses_sam,
+        None, group="masks", metavar="FILE", applies=_uses_sam,
+        file="download Meta's SAM checkpoint and pass its path",
         help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
              "sam_vit_b_01ec64.pth (the size is read from the file)")
     sam_type: Optional[str] = option(
@@ -240,12 +243,15 @@ class TrackerSpec:
         if self.weights is None:
             raise SpecError("weights", "no weights given: {weights:FILE} is needed (the released .bin, a training "
                                        "model.safetensors or a merged export from `lorat export`)")
-        for name, what in (("weights", "check the path (the LoRAT .bin, a training model.safetensors or a merged export)"),
-                           ("backbone", "check the path, or leave it out if the weights carry the backbone")):
-            _check_file(name, getattr(self, name), what)
+        self._check_masks()  # before the files: a SAM option without masks="sam" says so first
+        for o in options(type(self)):
+            if o.applies is None or o.applies(self):
+                if o.file:
+                    _check_file(o, getattr(self, o.name))
+                if o.choices and o.parse is None:
+                    _check_choice(o, getattr(self, o.name))
         if self.device is not None and not DEVICE_PATTERN.match(str(self.device)):
             raise SpecError("device", "{self} is not a device: use cpu, cuda, cuda:N or mps", self.device)
-        _check_choice(self, "precision")
         if self.compile not in (False, True, "cudagraph", "inductor"):
             raise SpecError("compile", "{self} is not a compile mode: use " + ", ".join(COMPILE_CHOICES),
                             self.compile)
@@ -253,7 +259,6 @@ class TrackerSpec:
                                          or self.threads < 1):
             raise SpecError("threads", "{self} is not a thread count: use a whole number of at least 1 "
                                        "(or leave it out for torch's own setting)", self.threads)
-        self._check_masks()
         return self
 
     def _check_variant(self) -> None:
@@ -271,7 +276,7 @@ class TrackerSpec:
             raise SpecError("variant", literal(e)) from None
 
     def _check_masks(self) -> None:
-        _check_choice(self, "masks")
+        _check_choice(option_named("masks"), self.masks)
         if self.masks != "sam":
             given = [name for name in ("sam_checkpoint", "sam_type") if getattr(self, name) is not None]
             if given:
@@ -280,15 +285,12 @@ class TrackerSpec:
         if self.sam_checkpoint is None:
             raise SpecError("sam_checkpoint", "{masks:sam} needs {sam_checkpoint:FILE} (Meta's sam_vit_h_4b8939.pth, "
                                               "sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth)")
-        _check_file("sam_checkpoint", self.sam_checkpoint, "download Meta's SAM checkpoint and pass its path")
-        _check_choice(self, "sam_type")
-        _check_choice(self, "sam_precision")
 
     # ------------------------------------------------------------------------------ building
 
     def tracker_kwargs(self) -> Dict[str, Any]:
         """The ``LoRATTracker.from_pretrained`` keywords of this spec."""
-        return {o.tracker_arg: getattr(self, o.name) for o in options() if o.tracker_arg}
+        return {o.tracker_arg: getattr(self, o.name) for o in options(type(self)) if o.tracker_arg}
 
     def build(self):
         """``check()``, then the ``LoRATTracker`` (``from_pretrained``), its ``masks`` set to the SAM
@@ -342,7 +344,7 @@ class TrackerSpec:
     def absolute(self) -> "TrackerSpec":
         """File options (and a variant YAML path) as absolute paths: for files written for another process."""
         changes = {}
-        for o in options():
+        for o in options(type(self)):
             value = getattr(self, o.name)
             if value is None or not isinstance(value, (str, os.PathLike)):
                 continue
@@ -362,7 +364,7 @@ class TrackerSpec:
         import argparse
 
         groups, required, help = set(groups), set(required), dict(help or {})
-        for o in options():
+        for o in options(cls):
             if o.group not in groups:
                 continue
             kwargs = dict(dest=o.name, help=help.get(o.name, o.help), metavar=o.metavar)
@@ -380,12 +382,12 @@ class TrackerSpec:
         """The options present as attributes of ``args`` (an argparse namespace, pytracking's params,
         any object) over ``base`` (default: the defaults)."""
         base = cls() if base is None else base
-        return base.replace(**{o.name: getattr(args, o.name) for o in options() if hasattr(args, o.name)})
+        return base.replace(**{o.name: getattr(args, o.name) for o in options(cls) if hasattr(args, o.name)})
 
     def to_env(self, prefix: str) -> Dict[str, str]:
         """``{prefix + NAME: text}`` for every option that is set and applies (``from_env`` reads it back)."""
         out = {}
-        for o in options():
+        for o in options(type(self)):
             value = getattr(self, o.name)
             if value is None or (o.applies is not None and not o.applies(self)):
                 continue
@@ -400,7 +402,7 @@ class TrackerSpec:
         environ = os.environ if environ is None else environ
         spelling = EnvSpelling(prefix)
         values = {}
-        for o in options():
+        for o in options(cls):
             text = environ.get(prefix + o.env, "")
             if text == "":
                 continue
@@ -410,7 +412,7 @@ class TrackerSpec:
     @classmethod
     def flag(cls, name: str) -> str:
         """The command-line flag of option ``name`` (``"sam_checkpoint"`` -> ``"--sam-checkpoint"``)."""
-        return option_named(name).flag
+        return option_named(name, cls).flag
 
 
 # ------------------------------------------------------------------------- option metadata
@@ -445,38 +447,43 @@ class Option:
             raise SpecError(self.name, "{self} is not valid: " + literal(self.help), text, spelling) from None
 
 
-_OPTIONS: List[Option] = []
+_OPTIONS: Dict[type, List[Option]] = {}
 
 
-def options() -> List[Option]:
-    """Every option of ``TrackerSpec``, in field order."""
-    if not _OPTIONS:
-        for f in dataclasses.fields(TrackerSpec):
+def options(spec_class: type = TrackerSpec) -> List[Option]:
+    """Every option of ``spec_class`` (``TrackerSpec`` or a subclass adding fields), in field order."""
+    if spec_class not in _OPTIONS:
+        found = []
+        for f in dataclasses.fields(spec_class):
             m = f.metadata
-            _OPTIONS.append(Option(f.name, f.default, m["help"], m["group"], m["metavar"], m["choices"], m["parse"],
-                                   m["format"], m["file"], m["tracker_arg"], m["flag"] or "--" + f.name.replace("_", "-"),
-                                   m["env"] or f.name.upper(), m["applies"]))
-    return _OPTIONS
+            found.append(Option(f.name, f.default, m["help"], m["group"], m["metavar"], m["choices"], m["parse"],
+                                m["format"], m["file"], m["tracker_arg"], m["flag"] or "--" + f.name.replace("_", "-"),
+                                m["env"] or f.name.upper(), m["applies"]))
+        _OPTIONS[spec_class] = found
+    return _OPTIONS[spec_class]
 
 
-def option_named(name: str) -> Option:
-    for o in options():
-        if o.name == name:
-            return o
+def option_named(name: str, spec_class: Optional[type] = None) -> Option:
+    """The option ``name`` of ``spec_class`` (default: of every spec class in use)."""
+    classes = [spec_class] if spec_class is not None else [TrackerSpec] + [c for c in _OPTIONS if c is not TrackerSpec]
+    for c in classes:
+        for o in options(c):
+            if o.name == name:
+                return o
     raise KeyError(f"TrackerSpec has no option {name!r}")
 
 
-def _check_choice(spec: TrackerSpec, name: str) -> None:
-    o, value = option_named(name), getattr(spec, name)
+def _check_choice(o: Option, value) -> None:
     if value is not None and value not in o.choices:
-        raise SpecError(name, "{self} is not one of " + ", ".join(o.choices), value)
+        raise SpecError(o.name, "{self} is not one of " + ", ".join(o.choices), value)
 
 
-def _check_file(name: str, path, advice: str) -> None:
-    if path is None:
+def _check_file(o: Option, path) -> None:
+    if path is None or not isinstance(path, (str, os.PathLike)):
         return
     text = os.fspath(path)
     if not os.path.exists(text):
-        raise SpecFileNotFoundError(name, "{self} does not exist - " + literal(advice), text)
+        advice = o.file if isinstance(o.file, str) else "check the path"
+        raise SpecFileNotFoundError(o.name, "{self} does not exist - " + literal(advice), text)
     if os.path.isdir(text):
-        raise SpecError(name, "{self} is a directory - pass the file inside it", text)
+        raise SpecError(o.name, "{self} is a directory - pass the file inside it", text)

@@ -62,7 +62,7 @@ def _file_key(path) -> Optional[Tuple]:
 def network_key(spec: TrackerSpec) -> Tuple:
     """What makes two networks the same: the cache key of ``load_network``."""
     key = []
-    for o in options():
+    for o in options(type(spec)):
         value = getattr(spec, o.name)
         if value is not None and (o.file or (o.name == "variant" and os.path.isfile(os.fspath(value)))):
             value = _file_key(value)  # a file (a variant YAML too): rewritten means loaded anew
