@@ -207,6 +207,38 @@ def test_registration_entry_with_sam(tmp_path, tiny_model, sam_file):
     assert entry["label"].endswith("+ SAM custom")
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_tiny_sam_timeout_comes_from_its_measured_size(tmp_path, tiny_model, sam_file, check):
+    """A non-standard SAM is sized from its checkpoint's tensors (embed dim 64, depth 2 here), not counted
+    as ViT-B: its timeout is the floor's, far below ViT-B's 4,500 s, with and without --no-check."""
+    from lorat_tracker.integrations.vot.registration import (DEFAULT_TIMEOUT_S, SAM_MIN_SECONDS_PER_OBJECT,
+                                                             SAM_TIMEOUT_OBJECTS, default_timeout, register)
+    from lorat_tracker.segmentation import MODEL_TYPES, SamArchitecture
+
+    ws = _ws(tmp_path)
+    register(ws, tiny_model.variant, tiny_model.weights, tiny_model.backbone, name=ID, device="cpu",
+             masks="sam", sam_checkpoint=sam_file, check=check, log=lambda *_: None)
+    ini = configparser.ConfigParser()
+    ini.read(ws / "trackers.ini")
+    vit_b = SamArchitecture(*MODEL_TYPES["vit_b"])
+    assert default_timeout("sam", vit_b, "cpu") == 4500  # 300 s + 3 x 20 objects x 70 s, as measured
+    expected = int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * SAM_MIN_SECONDS_PER_OBJECT["cpu"])
+    assert int(ini[ID]["timeout"]) == expected == 600
+
+
+def test_sam_seconds_scale_with_the_encoder_size():
+    from lorat_tracker.integrations.vot.registration import SAM_SECONDS_PER_OBJECT, sam_seconds_per_object
+    from lorat_tracker.segmentation import MODEL_TYPES, SamArchitecture
+
+    for kind, spec in MODEL_TYPES.items():  # the released sizes: their measured times
+        for device in ("cpu", "cuda"):
+            assert sam_seconds_per_object(SamArchitecture(*spec), device) == SAM_SECONDS_PER_OBJECT[device][kind]
+    # a custom SAM twice ViT-B's depth at its width: twice ViT-B's weights, twice its time
+    assert sam_seconds_per_object(SamArchitecture(768, 24, 12, (5, 11, 17, 23)), "cpu") == pytest.approx(140.0)
+    assert sam_seconds_per_object(SamArchitecture(64, 2, 2, (1,)), "cuda") == 0.05  # the floor
+    assert sam_seconds_per_object(None, "cpu") == 215.0  # unknown: the largest released size
+
+
 @pytest.mark.parametrize("case", ["no-checkpoint", "missing", "corrupt", "wrong-size", "without-masks",
                                   "not-installed"])
 def test_bad_sam_registration_gives_one_clear_line(tmp_path, tiny_model, sam_file, case, capsys, monkeypatch):
