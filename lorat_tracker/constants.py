@@ -5,6 +5,8 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 VARIANTS = ("B-224", "B-378", "L-224", "L-378", "g-224", "g-378")  # the released models
 
+COMPILE_MODES = (False, True, "cudagraph", "inductor")  # LoRATTracker(compile=...), --compile off/on/...
+
 SAM_PRECISIONS = ("fp32", "bf16", "fp16")  # BoxToMask(precision=...), --sam-precision
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")  # Meta's released SAM sizes, --sam-type
 

@@ -26,10 +26,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .constants import PRECISIONS, SAM_PRECISIONS
+from .constants import COMPILE_MODES, PRECISIONS, SAM_PRECISIONS
 from .errors import ConfigError
-
-COMPILE_MODES = (False, True, "cudagraph", "inductor")
 
 # The dtype each precision name computes in; fp32 is plain float32 (no autocast).
 DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .constants import PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
+from .constants import COMPILE_MODES, PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
 from .errors import ConfigError, WeightsNotFoundError
 
 MASK_MODES = ("none", "sam")
@@ -252,7 +252,7 @@ class TrackerSpec:
                     _check_choice(o, getattr(self, o.name))
         if self.device is not None and not DEVICE_PATTERN.match(str(self.device)):
             raise SpecError("device", "{self} is not a device: use cpu, cuda, cuda:N or mps", self.device)
-        if self.compile not in (False, True, "cudagraph", "inductor"):
+        if self.compile not in COMPILE_MODES:
             raise SpecError("compile", "{self} is not a compile mode: use " + ", ".join(COMPILE_CHOICES),
                             self.compile)
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)

@@ -49,6 +49,16 @@ def error(spec: TrackerSpec) -> SpecError:
 
 # ------------------------------------------------------------------------------------- check()
 
+def test_spec_choices_are_the_cores():
+    from lorat_tracker import constants, runtime
+    from lorat_tracker.segmentation import refiner
+
+    assert runtime.COMPILE_MODES is constants.COMPILE_MODES and refiner.PRECISIONS == constants.SAM_PRECISIONS
+    by_name = {o.name: o for o in options()}
+    assert by_name["precision"].choices is constants.PRECISIONS
+    assert [by_name["compile"].parse(c) for c in ("off", "on", "cudagraph", "inductor")] == list(constants.COMPILE_MODES)
+
+
 def test_check_accepts_a_good_spec_and_returns_it(files):
     spec = full_spec(files)
     assert spec.check() is spec
