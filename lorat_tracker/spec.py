@@ -122,6 +122,9 @@ class SpecError(ConfigError):
     def __str__(self) -> str:
         return self.render(self.spelling)
 
+    def __reduce__(self):  # picklable (e.g. out of a worker process) with its option and spelling
+        return self.__class__, (self.option, self.template, self.value, self.spelling)
+
 
 class SpecFileNotFoundError(SpecError, WeightsNotFoundError):
     """A file option (weights, backbone, SAM checkpoint, variant YAML) naming no file."""
@@ -339,7 +342,7 @@ class TrackerSpec:
         plus option keywords: ``TrackerSpec.of("B-224", weights="base.bin")``."""
         if isinstance(spec, TrackerSpec):
             return spec.replace(**options_) if options_ else spec
-        return cls(variant=spec, **options_)
+        return cls(**options_) if spec is None else cls(variant=spec, **options_)
 
     def absolute(self) -> "TrackerSpec":
         """File options (and a variant YAML path) as absolute paths: for files written for another process."""

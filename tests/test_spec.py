@@ -107,6 +107,16 @@ def test_one_error_three_spellings(tmp_path):
     assert str(e) == e.render(PYTHON) and str(e).startswith("masks='sam' needs sam_checkpoint=PATH")
     spelled = e.spelled(EnvSpelling("LORAT_"))
     assert spelled.option == "sam_checkpoint" and str(spelled).startswith("LORAT_MASKS=sam needs LORAT_SAM_CHECKPOINT")
+    import pickle
+
+    again = pickle.loads(pickle.dumps(spelled))
+    assert type(again) is SpecError and again.option == spelled.option and str(again) == str(spelled)
+
+
+def test_spec_of_takes_a_spec_or_the_older_call_forms():
+    spec = TrackerSpec(variant="B-224", weights="base.bin")
+    assert TrackerSpec.of(spec) is spec and TrackerSpec.of(spec, device="cpu") == spec.replace(device="cpu")
+    assert TrackerSpec.of("B-224", weights="base.bin") == spec == TrackerSpec.of(variant="B-224", weights="base.bin")
 
 
 def test_check_imports_no_torch(tmp_path):
@@ -290,3 +300,24 @@ def test_pytracking_params_errors_name_the_params_attribute(tmp_path):
     with pytest.raises(SpecError) as info:
         LoRATPytracking(lorat_params("B-224", weights=str(tmp_path / "nope.bin"))).initialize_features()
     assert info.value.option == "weights" and str(info.value).startswith(f"params.weights = '{tmp_path / 'nope.bin'}'")
+
+
+def test_cli_names_the_flag_from_the_errors_option(capsys, tmp_path):
+    """`lorat track/eval/vot register` print a spec error in flags, straight from its option."""
+    from lorat_tracker.cli import main
+
+    (tmp_path / "w.bin").write_bytes(b"x")
+    w = str(tmp_path / "w.bin")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: tests/basic\n")
+    cases = [(["track", "clip.mp4", "--box", "1,2,3,4", "--weights", w, "--threads", "0"],
+              "lorat track: error: --threads 0 is not a thread count"),
+             (["eval", "otb", "--root", str(tmp_path), "--weights", w, "--device", "tpu"],
+              "lorat eval: error: --device tpu is not a device"),
+             (["vot", "register", "--workspace", str(ws), "--weights", w, "--compile", "fast"],
+              "lorat vot: error: --compile fast is not a compile mode")]
+    for argv, expected in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(expected), err
