@@ -22,8 +22,8 @@ class OnnxRuntimeNetwork(Network):
                 from ..errors import BackendError
 
                 raise BackendError("backend onnxruntime on cuda needs onnxruntime-gpu (this onnxruntime has only "
-                                   f"{', '.join(ort.get_available_providers())}) - pip install onnxruntime-gpu, or "
-                                   "pass device='cpu'")
+                                   f"{', '.join(ort.get_available_providers())}) - install onnxruntime-gpu in place of "
+                                   "onnxruntime, or pass device='cpu'")
             providers = [("CUDAExecutionProvider", {"device_id": device.index or 0})]
         self.session = ort.InferenceSession(info.path, sess_options=options, providers=providers)
 
