@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from speed import build_model, iou, machine_info, render_sequence, sync  # noqa: E402
 
-from lorat_tracker.backends import BACKENDS, import_runtime, load_network  # noqa: E402
+from lorat_tracker.backends import import_runtime, load_network  # noqa: E402
 from lorat_tracker.backends.onnx_file import export_onnx  # noqa: E402
 from lorat_tracker.errors import LoRATError  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402

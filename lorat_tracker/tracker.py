@@ -265,6 +265,11 @@ class LoRATTracker:
             _check_refiner(masks)
             network = backends.load_network(backend, variant, weights, backbone, dev, precision)
             return cls(network, dev, precision, compile=compile, masks=masks, backend=backend)
+        if weights is not None and str(weights).lower().endswith(".onnx"):
+            from .errors import WeightsError
+
+            raise WeightsError(f"{weights} is an ONNX export: run it with backend='onnxruntime', 'openvino' or "
+                               "'tensorrt', or pass the merged export / LoRAT weights for backend 'torch'")
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
         check_compile_mode(compile)

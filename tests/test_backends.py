@@ -291,3 +291,26 @@ def test_tensorrt_on_a_gpu(onnx_files):
     b.initialize(seq.frames[0], seq.boxes[0, 0])
     for frame in seq.frames[1:]:
         np.testing.assert_allclose(b.track(frame).box, a.track(frame).box, rtol=0, atol=1e-2)
+
+
+def test_onnx_file_with_the_torch_backend_says_which_backends_run_it(onnx_files):
+    path, _ = onnx_files["tiny-mlp-224"]
+    with pytest.raises(WeightsError, match="is an ONNX export: run it with backend='onnxruntime'"):
+        LoRATTracker.from_pretrained(None, weights=path)
+
+
+def test_extras_install_each_runtime():
+    import configparser
+
+    from run_cli import REPO
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extras = {k: v.split() for k, v in cfg["options.extras_require"].items()}
+    assert "lorat_tracker.backends" in cfg["options"]["packages"].split()
+    for spec in BACKENDS.values():
+        if spec.extra is None:
+            continue
+        assert spec.install_hint == f'pip install "lorat-tracker[{spec.extra}]"'
+        packages = [p.split(">")[0].split("=")[0] for p in extras[spec.extra]]
+        assert spec.package in packages and "onnx" in packages and "onnxscript" in packages, (spec.extra, packages)

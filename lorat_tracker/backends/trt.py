@@ -46,10 +46,11 @@ class TensorRTNetwork(Network):
         if os.path.exists(path):
             with open(path, "rb") as f:
                 data = f.read()
-        engine = trt.Runtime(self.logger).deserialize_cuda_engine(data) if data else None
+        self.runtime = trt.Runtime(self.logger)  # must outlive the engine
+        engine = self.runtime.deserialize_cuda_engine(data) if data else None
         if engine is None:  # no cache, or one this TensorRT cannot load: build (and cache) it
             data = self._build()
-            engine = trt.Runtime(self.logger).deserialize_cuda_engine(data)
+            engine = self.runtime.deserialize_cuda_engine(data)
             try:
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     f.write(data)
