@@ -8,7 +8,8 @@ ratios. Random weights are fine for speed (pass --weights/--backbone to time rea
 
 Agreement, on a synthetic sequence with each configuration tracking on its own: fp32 backends report
 their largest box deviation from torch fp32 in pixels, reduced precisions (torch bf16/fp16, OpenVINO
-bf16, TensorRT fp16) their per-frame IoU with fp32 (mean and min). With random weights the score map
+bf16 and int8 - NNCF-calibrated on other synthetic sequences -, TensorRT fp16) their per-frame IoU
+with fp32 (mean and min), and all of them the network's per-cell deviation on identical crops. With random weights the score map
 is nearly flat, so one flipped argmax moves a box far: these IoUs are a pessimistic stand-in and say
 nothing about accuracy on real data.
 
@@ -36,7 +37,7 @@ from speed import build_model, iou, machine_info, render_sequence, sync  # noqa:
 
 from lorat_tracker.backends import import_runtime, load_network  # noqa: E402
 from lorat_tracker.backends.onnx_file import export_onnx  # noqa: E402
-from lorat_tracker.errors import LoRATError  # noqa: E402
+from lorat_tracker.errors import BackendError, LoRATError  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
 
 
@@ -46,7 +47,8 @@ def candidate_configs(device: torch.device):
         return [("torch", "fp32", False), ("torch", "fp16", "cudagraph"), ("onnxruntime", "fp32", False),
                 ("tensorrt", "fp32", False), ("tensorrt", "fp16", False)]
     return [("torch", "fp32", False), ("torch", "bf16", False), ("onnxruntime", "fp32", False),
-            ("openvino", "fp32", False), ("openvino", "bf16", False), ("tensorrt", "fp16", False)]
+            ("openvino", "fp32", False), ("openvino", "bf16", False), ("openvino", "int8", False),
+            ("tensorrt", "fp16", False)]
 
 
 class Config:
@@ -80,7 +82,7 @@ class Config:
         return elapsed
 
 
-def build_trackers(model, onnx_path, device, candidates):
+def build_trackers(model, onnx_path, device, candidates, calibration):
     trackers, skipped = {}, {}
     for backend, precision, compile in candidates:
         key = (backend, precision, compile)
@@ -90,7 +92,15 @@ def build_trackers(model, onnx_path, device, candidates):
                 tr = LoRATTracker(model, device=device, precision=precision, compile=compile)
             else:
                 import_runtime(backend)
-                tr = LoRATTracker(load_network(backend, None, onnx_path, None, device, precision), device=device,
+                path = onnx_path
+                if precision == "int8":
+                    if not calibration:
+                        raise BackendError("int8 skipped (--int8-frames 0)")
+                    from lorat_tracker.backends.quantize import quantize_int8
+
+                    path = onnx_path.replace(".onnx", ".int8.onnx")
+                    quantize_int8(onnx_path, calibration, path)
+                tr = LoRATTracker(load_network(backend, None, path, None, device, precision), device=device,
                                   precision=precision, backend=backend)
         except LoRATError as e:
             skipped[key] = str(e).split(" - ")[0]
@@ -170,6 +180,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads; every runtime gets the same")
     ap.add_argument("--iou-frames", type=int, default=12, help="synthetic frames for the agreement (0: skip)")
+    ap.add_argument("--int8-frames", type=int, default=16,
+                    help="OpenVINO int8: NNCF calibration frames, from synthetic sequences not used for "
+                         "timing or agreement (0: skip int8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_out", help="write the results here")
     ap.add_argument("--markdown", help="write the table here (e.g. docs/backends.md)")
@@ -194,7 +207,11 @@ def main(argv=None) -> int:
             export_onnx(model, onnx_path, batch=None)
             export_s = time.perf_counter() - t0
             print(f"exported ONNX in {export_s:.1f} s", file=sys.stderr, flush=True)
-            trackers, skipped = build_trackers(model, onnx_path, device, candidate_configs(device))
+            half = max(args.int8_frames // 2, 2)
+            calibration = [render_sequence(half, seed=args.seed + 200 + i) for i in range(2)] \
+                if args.int8_frames > 0 else []
+            calibration = [(frames, boxes[0]) for frames, boxes in calibration]
+            trackers, skipped = build_trackers(model, onnx_path, device, candidate_configs(device), calibration)
         sequences = [render_sequence(max(args.rounds + args.warmup, 8) + 1, seed=args.seed + i)
                      for i in range(max(batches))]
         rows = []

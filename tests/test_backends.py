@@ -314,3 +314,47 @@ def test_extras_install_each_runtime():
         assert spec.install_hint == f'pip install "lorat-tracker[{spec.extra}]"'
         packages = [p.split(">")[0].split("=")[0] for p in extras[spec.extra]]
         assert spec.package in packages and "onnx" in packages and "onnxscript" in packages, (spec.extra, packages)
+
+
+def test_int8_calibrated_on_frames_reports_its_agreement(onnx_files, tmp_path):
+    pytest.importorskip("nncf")  # the [openvino] extra installs it
+    from lorat_tracker.backends.quantize import quantize_int8
+    from lorat_tracker.video import read_rgb
+
+    path, _ = onnx_files["tiny-mlp-224"]
+    cases = _cases_by_variant()["tiny-mlp-224"]
+    calibration = [([read_rgb(f) for f in cases[0].frames], cases[0].init_box)]
+    out = tmp_path / "int8.onnx"
+    info = quantize_int8(path, calibration, out)
+    assert info.precision == "int8" and f"{len(cases[0].frames) - 1} tracker inputs" in info.calibration
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    fp32 = LoRATTracker.from_pretrained(None, weights=path, backend="openvino")
+    int8 = LoRATTracker.from_pretrained(None, weights=out, backend="openvino")  # auto = the file's int8
+    assert int8.precision == "int8"
+    boxes32, _ = run_case(fp32, cases[1])  # a sequence it was not calibrated on
+    boxes8, _ = run_case(int8, cases[1])
+    agreement = _iou(boxes32, boxes8)
+    assert np.abs(boxes8 - boxes32).max() > 1e-4  # really quantised, not the fp32 graph again
+    # Free-running, the tiny random model drifts apart after a few frames (one flipped argmax
+    # compounds): that is the agreement to report, not a bound. The first frames, cropped from the
+    # same state, must agree closely, or the quantised graph is broken.
+    assert agreement[1:3].min() > 0.95, agreement
+    with pytest.raises(BackendError, match="holds int8 weights"):
+        LoRATTracker.from_pretrained(None, weights=out, backend="openvino", precision="fp32")
+    with pytest.raises(BackendError, match="precision int8 needs a file made by"):
+        LoRATTracker.from_pretrained(None, weights=path, backend="openvino", precision="int8")
+
+
+def _iou(a, b):
+    """Per-row IoU of [x, y, w, h] boxes."""
+    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
+    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
+    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
+
+
+def test_iou_helper_by_hand():
+    a = np.array([[0.0, 0, 10, 10]])
+    np.testing.assert_allclose(_iou(a, np.array([[5.0, 0, 10, 10]])), [50 / 150])

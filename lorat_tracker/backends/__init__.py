@@ -35,10 +35,10 @@ class BackendSpec:
 
 BACKENDS = {
     "torch": BackendSpec("torch", None, "torch", ("cpu", "cuda", "mps"), PRECISIONS, "auto", None),
-    "onnxruntime": BackendSpec("onnxruntime", "onnx", "onnxruntime", ("cpu", "cuda"), ("auto", "fp32"), "fp32",
+    "onnxruntime": BackendSpec("onnxruntime", "onnx", "onnxruntime", ("cpu", "cuda"), ("auto", "fp32", "int8"), "fp32",
                                "lorat_tracker.backends.ort:OnnxRuntimeNetwork", 'pip install "lorat-tracker[onnx]"'),
     # OpenVINO's "GPU" is an Intel GPU, which torch does not address: CPU only here.
-    "openvino": BackendSpec("openvino", "openvino", "openvino", ("cpu",), ("auto", "fp32", "bf16"), "fp32",
+    "openvino": BackendSpec("openvino", "openvino", "openvino", ("cpu",), ("auto", "fp32", "bf16", "int8"), "fp32",
                             "lorat_tracker.backends.ov:OpenVINONetwork", 'pip install "lorat-tracker[openvino]"'),
     # "auto" = fp16, as the official evaluation runs fp16 autocast on CUDA.
     "tensorrt": BackendSpec("tensorrt", "tensorrt", "tensorrt", ("cuda",), ("auto", "fp16", "fp32"), "fp16",

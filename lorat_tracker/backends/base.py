@@ -24,7 +24,18 @@ class Network:
     name = "?"
     max_batch: Optional[int] = None
 
-    def __init__(self, info: OnnxInfo, device: torch.device, precision: str):
+    def __init__(self, info: OnnxInfo, device: torch.device, precision: str, auto: str = "fp32"):
+        """``precision``: the user's; "auto" = ``auto`` (the backend's default), or int8 for an int8 file."""
+        if precision == "auto":
+            precision = "int8" if info.precision == "int8" else auto
+        if (precision == "int8") != (info.precision == "int8"):
+            from ..errors import BackendError
+
+            if precision == "int8":
+                raise BackendError(f"{info.path} holds {info.precision} weights: precision int8 needs a file made "
+                                   "by lorat_tracker.backends.quantize.quantize_int8 (calibrated on your frames)")
+            raise BackendError(f"{info.path} holds int8 weights (calibrated with NNCF): pass precision='int8' "
+                               f"or 'auto', or the fp32 export for precision {precision!r}")
         self.info = info
         self.cfg = info.cfg
         self.device = device

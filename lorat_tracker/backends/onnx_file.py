@@ -44,6 +44,8 @@ class OnnxInfo:
     num_parameters: int
     exporter: str
     source_sha256: Optional[str]  # set when converted from a merged export (the cache key)
+    precision: str = "fp32"       # "int8": quantised by backends.quantize (QDQ nodes)
+    calibration: Optional[str] = None
 
     def describe(self) -> str:
         c = self.cfg
@@ -54,6 +56,7 @@ class OnnxInfo:
             f"template:        {c.template.size}x{c.template.size} px ({c.template_grid}x{c.template_grid} tokens)",
             f"search region:   {c.search.size}x{c.search.size} px (search grid {c.search_grid}x{c.search_grid})",
             f"batch:           {'dynamic' if self.batch is None else self.batch}",
+            f"weights:         {self.precision}" + (f" (calibrated on {self.calibration})" if self.calibration else ""),
             f"parameters:      {self.num_parameters:,}",
             f"digest:          {self.digest} (verified)",
             "runs with:       backend onnxruntime, openvino or tensorrt (no --variant or --backbone needed)"])
@@ -198,7 +201,8 @@ def read_onnx(path, variant=None) -> OnnxInfo:
     return OnnxInfo(path=path, cfg=cfg, stored_variant=stored.name, batch=batch, digest=digest,
                     opset=next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0),
                     num_parameters=params, exporter=props.get("exporter", "?"),
-                    source_sha256=props.get("source_sha256"))
+                    source_sha256=props.get("source_sha256"), precision=props.get("precision", "fp32"),
+                    calibration=props.get("calibration"))
 
 
 def _geometry(cfg: VariantConfig):

@@ -9,7 +9,7 @@ class OnnxRuntimeNetwork(Network):
     name = "onnxruntime"
 
     def __init__(self, info, device, precision):
-        super().__init__(info, device, "fp32")
+        super().__init__(info, device, precision)
         ort = import_runtime("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = runtime_threads()

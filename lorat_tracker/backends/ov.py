@@ -7,14 +7,15 @@ from ..errors import BackendError
 
 # OpenVINO's own precision names; "auto" is fp32 because OpenVINO would otherwise pick bf16 by
 # itself on CPUs that have it, which changes boxes without the user asking.
-_HINTS = {"auto": "f32", "fp32": "f32", "bf16": "bf16"}
+# int8 files: the quantised ops run int8 (the QDQ pairs say which), everything else f32.
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 class OpenVINONetwork(Network):
     name = "openvino"
 
     def __init__(self, info, device, precision):
-        super().__init__(info, device, "fp32" if precision == "auto" else precision)
+        super().__init__(info, device, precision)
         ov = import_runtime("openvino")
         self.core = ov.Core()
         if self.precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
@@ -22,7 +23,7 @@ class OpenVINONetwork(Network):
                                "lacks - pass precision='fp32'")
         # read_model copies the weights into memory: the file may go away afterwards (temporary exports).
         self.model = self.core.read_model(info.path)
-        self.config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+        self.config = {"INFERENCE_PRECISION_HINT": _HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
                        "INFERENCE_NUM_THREADS": runtime_threads()}
         self._compiled = {}
         self._compile(info.batch or 1)  # the usual batch now: a failure shows at construction, not mid-sequence
