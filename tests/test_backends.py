@@ -233,7 +233,7 @@ def test_backend_choices_that_cannot_run_are_refused(onnx_files, tiny_model):
         LoRATTracker(net, backend="ORT")
     with pytest.raises(BackendError, match="backend tensorrt runs on CUDA GPUs only, not on cpu"):
         LoRATTracker.from_pretrained(None, weights=path, backend="tensorrt", device="cpu")
-    with pytest.raises(BackendError, match="backend onnxruntime runs precision fp32, not 'bf16'"):
+    with pytest.raises(BackendError, match="backend onnxruntime runs precision fp32 or int8, not 'bf16'"):
         LoRATTracker.from_pretrained(None, weights=path, backend="onnxruntime", precision="bf16")
     with pytest.raises(BackendError, match="backend openvino cannot run on cuda"):
         load_network("openvino", None, path, None, _device("cuda"), "fp32")

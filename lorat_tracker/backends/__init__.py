@@ -65,8 +65,9 @@ def check_backend(name, device, precision: str) -> BackendSpec:
         raise BackendError(f"backend {spec.name} cannot run on {device.type}: it runs on "
                            f"{' or '.join(spec.devices)} - pass device='{spec.devices[0]}' or another backend")
     if precision not in spec.precisions:
-        raise BackendError(f"backend {spec.name} runs precision {', '.join(p for p in spec.precisions if p != 'auto')}"
-                           f", not {precision!r} - pass one of those (or backend='torch' for {precision})")
+        choices = " or ".join(p for p in spec.precisions if p != "auto")
+        raise BackendError(f"backend {spec.name} runs precision {choices}, not {precision!r} - pass one of those "
+                           f"(int8: a file from quantize_int8), or backend='torch' for {precision}")
     return spec
 
 
