@@ -11,3 +11,8 @@ SAM_PRECISIONS = ("fp32", "bf16", "fp16")  # BoxToMask(precision=...), --sam-pre
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")  # Meta's released SAM sizes, --sam-type
 
 TOLERANCE_PX = 1e-3  # lorat selftest: largest box deviation from the official pipeline's outputs
+
+# Where the network runs (LoRATTracker(..., backend=...)); the registry with extras and devices is
+# lorat_tracker.backends.BACKENDS.
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+EXPORT_FORMATS = ("safetensors", "onnx")  # lorat export --format

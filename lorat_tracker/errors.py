@@ -53,3 +53,11 @@ class SourceError(LoRATError, ValueError):
 
 class SourceNotFoundError(SourceError, FileNotFoundError):
     """A video file, folder or glob that names nothing on disk."""
+
+
+class BackendError(ConfigError):
+    """An unknown backend name, or a backend that cannot run here (device, precision, build failure)."""
+
+
+class BackendNotInstalledError(BackendError, ImportError):
+    """A backend whose runtime package is missing; the message names the extra that installs it."""

@@ -92,7 +92,14 @@ class Target:
 class LoRATTracker:
     """Stateful single-target wrapper plus a batched multi-target ``step``."""
 
-    def __init__(self, model: LoRATModel, device=None, precision: str = "auto", compile=False, masks=None):
+    def __init__(self, model: LoRATModel, device=None, precision: str = "auto", compile=False, masks=None,
+                 backend: str = "torch"):
+        """``backend``: where the network runs ("torch", "onnxruntime", "openvino", "tensorrt"; see
+        ``lorat_tracker.backends``). ``model`` is a ``LoRATModel`` (for another backend it is exported to
+        a temporary ONNX file) or a network from ``lorat_tracker.backends.load_network``."""
+        self.backend = backend
+        if backend != "torch":
+            return self._init_backend(model, device, precision, compile, masks)
         self.device = resolve_device(device)
         self.masks = _check_refiner(masks)
         self.autocast_dtype = resolve_precision(precision, self.device)
@@ -101,7 +108,32 @@ class LoRATTracker:
         if self.autocast_dtype is not None and self.device.type in ("cpu", "cuda"):
             self.model = low_precision_weights(self.model, self.autocast_dtype)
         self._forward = self._make_forward(compile)
-        self.cfg: VariantConfig = model.cfg
+        self._init_state(model.cfg)
+
+    def _init_backend(self, model, device, precision, compile, masks) -> None:
+        """The one seam for non-torch backends: only ``self._forward`` differs; crops, window and box
+        decoding below are the same code. The backend applies its own precision (no autocast here)."""
+        from . import backends
+
+        spec = backends.backend_spec(self.backend)
+        self.device = resolve_device(backends.default_device(spec.name) if device is None else device)
+        backends.check_backend(spec.name, self.device, precision)
+        if compile:
+            raise ConfigError(f"compile={compile!r} applies to backend 'torch' only; backend {spec.name} "
+                              "compiles the network itself - pass compile=False")
+        self.masks = _check_refiner(masks)
+        self.autocast_dtype = None
+        if isinstance(model, LoRATModel):
+            self.model = model.eval()
+            self._forward = backends.network_from_model(spec.name, model, self.device, precision)
+        else:
+            self.model = None  # an ONNX-backed network: there is no torch model
+            self._forward = model
+        self.precision = self._forward.precision
+        self._init_state(self._forward.cfg)
+
+    def _init_state(self, cfg: VariantConfig) -> None:
+        self.cfg: VariantConfig = cfg
         norm = self.cfg.normalization
         self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -112,7 +144,7 @@ class LoRATTracker:
 
     @classmethod
     def from_pretrained(cls, variant, weights=None, backbone=None, device=None, precision: str = "auto",
-                        compile=False, masks=None) -> "LoRATTracker":
+                        compile=False, masks=None, backend: str = "torch") -> "LoRATTracker":
         """Build from released weights: ``variant`` ("B-224", a YAML path, or None for a merged export).
 
         ``masks``: a box-to-mask refiner (``lorat_tracker.segmentation.BoxToMask``, SAM as in the
@@ -123,9 +155,28 @@ class LoRATTracker:
         ``compile`` (opt-in, CUDA only): True / "cudagraph" replays one captured CUDA graph per batch
         size (same kernels as eager, no per-kernel launch cost); "inductor" uses
         ``torch.compile(mode="reduce-overhead")``. Elsewhere it warns and runs eagerly.
+
+        ``backend`` "onnxruntime" / "openvino" / "tensorrt": ``weights`` is an ONNX file from ``lorat
+        export --format onnx`` (``variant`` may be None: the file carries it), or a merged export, converted
+        to ONNX on first use and cached beside it as ``<file>.onnx``. ``precision``: fp32 (onnxruntime,
+        openvino), bf16 (openvino), fp16 / fp32 (tensorrt); "auto" = fp32, tensorrt fp16.
         """
         from .weights import build_model
 
+        if backend != "torch":
+            from . import backends
+
+            backends.backend_spec(backend)
+            dev = resolve_device(backends.default_device(backend) if device is None else device)
+            check_compile_mode(compile)
+            _check_refiner(masks)
+            network = backends.load_network(backend, variant, weights, backbone, dev, precision)
+            return cls(network, dev, precision, compile=compile, masks=masks, backend=backend)
+        if weights is not None and str(weights).lower().endswith(".onnx"):
+            from .errors import WeightsError
+
+            raise WeightsError(f"{weights} is an ONNX export: run it with backend='onnxruntime', 'openvino' or "
+                               "'tensorrt', or pass the merged export / LoRAT weights for backend 'torch'")
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
         check_compile_mode(compile)

@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+from ..constants import EXPORT_FORMATS
 from ..io import same_file
 from ..spec import TrackerSpec
 from . import UsageError
@@ -17,25 +18,31 @@ from . import UsageError
 EXPORT_DESCRIPTION = """\
 lorat export: merge the LoRA into the backbone (what loading does anyway) and write one safetensors
 file that carries the variant's configuration. Afterwards `--weights merged.safetensors` alone is
-enough: no --variant, no --backbone, no network."""
+enough: no --variant, no --backbone, no network.
+With --format onnx the merged network is written as ONNX (template and search crops and the
+template mask in, score map and boxes out) for the onnxruntime, openvino and tensorrt backends; its
+metadata carries the variant configuration and a digest of graph and weights, checked on load."""
 
 INFO_DESCRIPTION = """\
 lorat info: say what a weights file is. Reads any weights file LoRAT users have (the released .bin, a
 training model.safetensors, a merged export from `lorat export`, a DINOv2 backbone: Meta .pth, timm
 file or Hugging Face transformers folder with its config.json) and reports its variant, format,
-parameter count, LoRA rank/alpha and whether it needs a --backbone."""
+parameter count, LoRA rank/alpha and whether it needs a --backbone. An ONNX file from
+`lorat export --format onnx` is verified (digest) and described: variant, geometry, batch."""
 
 EXPORT_EPILOG = """\
 example:
   lorat export --variant B-224 --weights base.bin --backbone dinov2_vitb14_pretrain.pth \\
       --out lorat-B-224.safetensors
-  lorat track clip.mp4 --box 120,80,60,40 --weights lorat-B-224.safetensors"""
+  lorat track clip.mp4 --box 120,80,60,40 --weights lorat-B-224.safetensors
+  lorat export --weights lorat-B-224.safetensors --format onnx --dynamic-batch --out lorat-B-224.onnx"""
 
 INFO_EPILOG = """\
 examples:
   lorat info base.bin
   lorat info lorat-B-224.safetensors --json
-  lorat info dinov2-base/            (a Hugging Face transformers folder: config.json + model.safetensors)"""
+  lorat info dinov2-base/            (a Hugging Face transformers folder: config.json + model.safetensors)
+  lorat info lorat-B-224.onnx"""
 
 
 def add_parser(sub) -> None:
@@ -43,13 +50,23 @@ def add_parser(sub) -> None:
                        description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     TrackerSpec.add_arguments(p, groups=("model",), required=("weights",))
-    p.add_argument("--out", required=True, metavar="merged.safetensors", help="the file to write (safetensors)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write (merged.safetensors, or "
+                                                                 "model.onnx with --format onnx)")
+    p.add_argument("--format", default="safetensors", choices=EXPORT_FORMATS,
+                   help="safetensors (default: the merged weights, for backend torch) or onnx (the merged "
+                        "network as an ONNX graph, for backends onnxruntime, openvino and tensorrt)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=_positive_int, metavar="N",
+                       help="--format onnx: a fixed batch of N targets (default 1; other counts are padded "
+                            "or split into batches of N)")
+    batch.add_argument("--dynamic-batch", action="store_true",
+                       help="--format onnx: any number of targets per call")
     p.set_defaults(func=run_export)
 
     q = sub.add_parser("info", help="which variant and format a weights file is; whether it needs a backbone",
                        description=INFO_DESCRIPTION, epilog=INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("file", metavar="FILE", help="any weights file: released .bin, model.safetensors, merged "
-                                                "export or a DINOv2 backbone (file, or Hugging Face folder)")
+                                                "export, ONNX export or a DINOv2 backbone (file, or Hugging Face folder)")
     q.add_argument("--json", action="store_true", help="print the fields as JSON instead of text")
     q.set_defaults(func=run_info)
 
@@ -63,9 +80,25 @@ def run_export(args) -> int:
     for option, given in (("--weights", args.weights), ("--backbone", args.backbone)):
         if given and same_file(out, given):
             raise UsageError(f"--out {out} is one of the input files ({option}): pass another name")
+    onnx = args.format == "onnx"
+    if not onnx and (args.batch is not None or args.dynamic_batch):
+        raise UsageError("--batch and --dynamic-batch apply to --format onnx only")
+    if args.weights.lower().endswith(".onnx"):
+        raise UsageError(f"--weights {args.weights} is already an ONNX export: pass the LoRAT weights or the "
+                         "merged export it was made from")
     spec = TrackerSpec.from_args(args).check()
     t0 = time.perf_counter()
     model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
+    if onnx:
+        from ..backends.onnx_file import export_onnx, is_onnx_path
+
+        if not is_onnx_path(out):
+            raise UsageError(f"--out {out}: an ONNX export's name ends in .onnx (backends recognise it by that)")
+        info = export_onnx(model, out, batch=None if args.dynamic_batch else (args.batch or 1))
+        print(info.describe())
+        print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; run "
+              f"it with backend onnxruntime, openvino or tensorrt (weights={out})")
+        return 0
     # Atomic (temporary file, then rename): an interrupted export never leaves a half file behind.
     export_merged(model, out)
     print_info(inspect_weights(out))
@@ -118,9 +151,30 @@ def print_info(info, candidates=()) -> None:
         print(f"matching variants: {', '.join(candidates)} (bundled configs with this architecture)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
 def run_info(args) -> int:
     from ..weights import inspect_weights
 
+    if args.file.lower().endswith(".onnx"):
+        from ..backends.onnx_file import read_onnx
+
+        info = read_onnx(args.file)
+        if args.json:
+            data = dataclasses.asdict(info)
+            data["cfg"] = json.loads(info.cfg.to_json())
+            print(json.dumps(data, indent=2))
+        else:
+            print(info.describe())
+        return 0
     info = inspect_weights(args.file)
     candidates = matching_variants(info) if info.embed_dim is not None else []
     if args.json:
