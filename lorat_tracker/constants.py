@@ -2,6 +2,7 @@
 argument errors import nothing heavy (torch, timm, cv2 load only when a command runs)."""
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+NETWORK_PRECISIONS = PRECISIONS + ("int8",)  # a tracker's precision= over all backends (int8: ONNX files only)
 
 VARIANTS = ("B-224", "B-378", "L-224", "L-378", "g-224", "g-378")  # the released models
 

@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .constants import COMPILE_MODES, PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
+from .constants import BACKEND_NAMES, COMPILE_MODES, NETWORK_PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
 from .errors import ConfigError, WeightsNotFoundError
 
 MASK_MODES = ("none", "sam")
@@ -208,8 +208,14 @@ class TrackerSpec:
         None, group="runtime", metavar="D", tracker_arg="device",
         help="cpu, cuda, cuda:N or mps (default: cuda if available, then mps, then cpu)")
     precision: str = option(
-        "auto", group="runtime", metavar="P", choices=PRECISIONS, tracker_arg="precision",
-        help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), fp32, fp16 or bf16")
+        "auto", group="runtime", metavar="P", choices=NETWORK_PRECISIONS, tracker_arg="precision",
+        help="auto (default: fp16 autocast on CUDA as the official evaluation, fp32 elsewhere), fp32, fp16 or bf16; "
+             "int8 for an int8 ONNX file on onnxruntime / openvino")
+    backend: str = option(
+        "torch", group="runtime", metavar="NAME", choices=BACKEND_NAMES, tracker_arg="backend",
+        help="where the network runs: torch (default), onnxruntime, openvino or tensorrt; crops and box "
+             "decoding stay the same. Other backends take the ONNX file of `lorat export --format onnx`, or a "
+             "merged export (converted once, cached beside it)")
     compile: Union[bool, str] = option(
         False, group="runtime", metavar="MODE", parse=_parse_compile, format=_format_compile, tracker_arg="compile",
         help="CUDA only: on / cudagraph replays one captured CUDA graph per batch size, inductor uses "
@@ -253,6 +259,7 @@ class TrackerSpec:
                     _check_file(o, getattr(self, o.name))
                 if o.choices and o.parse is None:
                     _check_choice(o, getattr(self, o.name))
+        self._check_backend()
         if self.device is not None and not DEVICE_PATTERN.match(str(self.device)):
             raise SpecError("device", "{self} is not a device: use cpu, cuda, cuda:N or mps", self.device)
         if self.compile not in COMPILE_MODES:
@@ -277,6 +284,17 @@ class TrackerSpec:
             load_config(text)  # YAML only, no torch: an unknown name lists the known ones
         except ConfigError as e:
             raise SpecError("variant", literal(e)) from None
+
+    def _check_backend(self) -> None:
+        from .backends import BACKENDS  # the registry is plain data: no runtime is imported
+
+        backend = BACKENDS[self.backend]
+        if self.precision not in backend.precisions:
+            raise SpecError("precision", "{self} does not run on {backend:%s}: use %s" % (
+                literal(self.backend), " or ".join(p for p in backend.precisions)), self.precision)
+        if self.compile and self.backend != "torch":
+            raise SpecError("compile", "{self} applies to {backend:torch} only - leave it out for {backend:%s}"
+                            % literal(self.backend), self.compile)
 
     def _check_masks(self) -> None:
         _check_choice(option_named("masks"), self.masks)

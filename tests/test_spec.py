@@ -55,7 +55,8 @@ def test_spec_choices_are_the_cores():
 
     assert runtime.COMPILE_MODES is constants.COMPILE_MODES and refiner.PRECISIONS == constants.SAM_PRECISIONS
     by_name = {o.name: o for o in options()}
-    assert by_name["precision"].choices is constants.PRECISIONS
+    assert by_name["precision"].choices is constants.NETWORK_PRECISIONS
+    assert by_name["backend"].choices is constants.BACKEND_NAMES
     assert [by_name["compile"].parse(c) for c in ("off", "on", "cudagraph", "inductor")] == list(constants.COMPILE_MODES)
 
 
@@ -211,28 +212,47 @@ BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 @dataclasses.dataclass(frozen=True)
-class SpecWithBackend(TrackerSpec):
-    """What the planned ``backend`` option is: one field, nothing else."""
-    backend: str = option("torch", group="runtime", choices=BACKENDS, tracker_arg="backend",
-                          help="inference backend: " + ", ".join(BACKENDS))
+class SpecWithEngine(TrackerSpec):
+    """A new option is one field, nothing else."""
     engine: Optional[str] = option(None, group="runtime", metavar="FILE", file="build it with `lorat export`",
                                    help="a compiled engine file")
 
 
 def test_a_new_option_is_one_field(files, tmp_path):
-    spec = SpecWithBackend(weights=files["weights"], backend="openvino")
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"engine")
+    spec = SpecWithEngine(weights=files["weights"], engine=str(engine))
     parser = argparse.ArgumentParser()
-    SpecWithBackend.add_arguments(parser)
-    assert SpecWithBackend.from_args(parser.parse_args(["--weights", files["weights"], "--backend", "openvino"])) == spec
-    assert spec.to_env("LORAT_VOT_")["LORAT_VOT_BACKEND"] == "openvino"
-    assert SpecWithBackend.from_env("LORAT_VOT_", spec.to_env("LORAT_VOT_")) == spec
-    assert spec.tracker_kwargs()["backend"] == "openvino"
+    SpecWithEngine.add_arguments(parser)
+    assert SpecWithEngine.from_args(parser.parse_args(["--weights", files["weights"], "--engine", str(engine)])) == spec
+    assert spec.to_env("LORAT_VOT_")["LORAT_VOT_ENGINE"] == str(engine)
+    assert SpecWithEngine.from_env("LORAT_VOT_", spec.to_env("LORAT_VOT_")) == spec
     assert spec.check() is spec
+    e = error(spec.replace(engine=str(tmp_path / "y.engine")))
+    assert e.option == "engine" and e.render(EnvSpelling("LORAT_")).endswith("does not exist - build it with `lorat export`")
+    assert "--engine" in parser.format_help()
+
+
+def test_backend_is_a_field_of_every_surface(files):
+    spec = TrackerSpec(weights=files["weights"], backend="openvino")
+    parser = argparse.ArgumentParser()
+    TrackerSpec.add_arguments(parser)
+    assert TrackerSpec.from_args(parser.parse_args(["--weights", files["weights"], "--backend", "openvino"])) == spec
+    assert spec.to_env("LORAT_VOT_")["LORAT_VOT_BACKEND"] == "openvino"
+    assert TrackerSpec.from_env("LORAT_VOT_", spec.to_env("LORAT_VOT_")) == spec
+    assert TrackerSpec.from_env("LORAT_", {"LORAT_WEIGHTS": files["weights"], "LORAT_BACKEND": "openvino"}) == spec
+    assert spec.tracker_kwargs()["backend"] == "openvino"
+    assert spec.check() is spec and spec.replace(precision="int8").check().precision == "int8"
     e = error(spec.replace(backend="cuda"))
     assert e.option == "backend" and e.render(FLAGS) == "--backend cuda is not one of " + ", ".join(BACKENDS)
-    e = error(spec.replace(engine=str(tmp_path / "x.engine")))
-    assert e.option == "engine" and e.render(EnvSpelling("LORAT_")).endswith("does not exist - build it with `lorat export`")
-    assert "--backend" in parser.format_help() and "--engine" in parser.format_help()
+    e = error(spec.replace(precision="fp16"))
+    assert e.option == "precision" and e.render(FLAGS) == \
+        "--precision fp16 does not run on --backend openvino: use auto or fp32 or bf16 or int8"
+    e = error(spec.replace(backend="torch", precision="int8"))
+    assert e.option == "precision" and "--backend torch" in e.render(FLAGS)
+    e = error(spec.replace(compile="cudagraph"))
+    assert e.option == "compile" and e.render(FLAGS) == \
+        "--compile cudagraph applies to --backend torch only - leave it out for --backend openvino"
 
 
 # ------------------------------------------------------------------------------------ build()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest

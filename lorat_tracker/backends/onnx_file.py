@@ -243,13 +243,13 @@ def _check_signature(proto, cfg: VariantConfig, batch: Optional[int], path: str)
 def onnx_for_weights(variant, weights, backbone=None) -> Optional[str]:
     """For a merged export: the path of its ONNX conversion (``<file>.onnx`` beside it), made on first
     use and remade when the export changes. For any other weights file: None."""
-    from ..weights import _classify, build_model, read_weights_file
+    from ..weights import WeightsFormat, build_model, classify, read_weights_file
 
     if weights is None:
         raise WeightsError("a non-torch backend needs weights: an .onnx file from lorat export --format onnx or "
                            "a merged export - pass weights=PATH")
     wf = read_weights_file(weights)
-    if _classify(wf) != "merged-export":
+    if classify(wf) is not WeightsFormat.MERGED_EXPORT:
         return None
     del wf
     source = file_sha256(weights)
