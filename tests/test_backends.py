@@ -319,7 +319,7 @@ def test_extras_install_each_runtime():
 def test_int8_calibrated_on_frames_reports_its_agreement(onnx_files, tmp_path):
     pytest.importorskip("nncf")  # the [openvino] extra installs it
     from lorat_tracker.backends.quantize import quantize_int8
-    from lorat_tracker.video import read_rgb
+    from lorat_tracker.images import read_rgb
 
     path, _ = onnx_files["tiny-mlp-224"]
     cases = _cases_by_variant()["tiny-mlp-224"]
