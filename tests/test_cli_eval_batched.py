@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("got10k")
 
-import synthetic_datasets as sd  # noqa: E402
+from lorat_tracker import demo as sd  # noqa: E402
 from run_cli import run_lorat  # noqa: E402
 
 NAME = "tiny"

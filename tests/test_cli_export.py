@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from run_cli import run_lorat
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cli import main as lorat_main

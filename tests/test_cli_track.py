@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from run_cli import run_lorat
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.cli import main as lorat_main
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("segment_anything")
 
 import tiny_sam  # noqa: E402
-from synthetic import render_sequence  # noqa: E402
+from lorat_tracker.demo import render_sequence  # noqa: E402
 
 from lorat_tracker.cli import main as lorat_main  # noqa: E402
 from lorat_tracker.video import read_rgb  # noqa: E402

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-import synthetic_datasets as sd
+from lorat_tracker import demo as sd
 from lorat_tracker.datasets import SourceSpec, lasot_test_names, parse_source, read_source
 from lorat_tracker.errors import AnnotationError, DatasetLayoutError, LoRATError
 

@@ -18,7 +18,7 @@ LENGTHS = {"a": 5, "b": 3, "c": 6, "d": 2, "e": 4}
 
 def _jobs():
     from lorat_tracker.batched import SequenceJob
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     jobs = []
     for i, (name, n) in enumerate(LENGTHS.items()):

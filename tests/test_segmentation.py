@@ -312,7 +312,7 @@ def test_wrong_size_type_precision_and_missing_package(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- in the tracker
 
 def test_tracker_predictions_carry_masks_and_the_box_drives(refiner, tiny_model):
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     from lorat_tracker import LoRATTracker, Prediction
     from lorat_tracker.errors import ConfigError as CE

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import synthetic_datasets as sd
+from lorat_tracker import demo as sd
 from run_cli import REPO, run_lorat
 
 # 2 epochs x 5 steps of 8 pairs: long enough to interrupt mid-epoch, a few seconds on one core.

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("trax")
 pytest.importorskip("vot")
 
-from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
+from lorat_tracker.demo import write_vot_boxes, write_vots_masks  # noqa: E402
 
 from lorat_tracker.integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
 from lorat_tracker.video import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
@@ -138,14 +138,14 @@ def make_workspace_in_process(tmp: Path, stack: str, sequences: Path, tiny_model
 @pytest.fixture(scope="module")
 def box_ws(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("vot_box")
-    write_box_sequences(tmp / "src", count=2, num_frames=10)
+    write_vot_boxes(tmp / "src", count=2, frames=10)
     return make_workspace(tmp, "vot2022/shorttermbox", tmp / "src", tiny_model)
 
 
 @pytest.fixture(scope="module")
 def mask_ws(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("vot_mask")
-    seqs = write_mask_sequences(tmp / "src", count=2, num_frames=10, num_objects=2)
+    seqs = write_vots_masks(tmp / "src", count=2, frames=10, objects=2)
     return make_workspace_in_process(tmp, "tests/multiobject", tmp / "src", tiny_model), seqs
 
 
@@ -297,7 +297,7 @@ def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
 
 def test_supervised_stack_with_lorat_vot(tmp_path, tiny_model):
     """VOT2013-2019 style `supervised` experiments (broken in plain 0.9.0) run with `lorat vot`."""
-    write_box_sequences(tmp_path / "src", count=1, num_frames=6)
+    write_vot_boxes(tmp_path / "src", count=1, frames=6)
     ws = make_workspace_in_process(tmp_path, "vot2018/shortterm", tmp_path / "src", tiny_model)
     assert "env_LORAT_VOT_MULTIOBJECT = 0" in (ws / "trackers.ini").read_text()  # auto: one object at a time
     ok(lorat("vot", "evaluate", "--workspace", ws, "--experiments", "baseline", ID))
@@ -320,7 +320,7 @@ def test_vots_mask_stack_batched_filled_boxes(mask_ws, tiny_model):
         seq_dir = ws / "sequences" / name
         paths = frame_paths(seq_dir)
         first = read_rgb(paths[0])
-        targets = [tracker.new_target(first, mask_bbox(seq.masks[o][0])) for o in range(2)]
+        targets = [tracker.new_target(first, list(map(float, mask_bbox_xywh(seq.masks[o][0])))) for o in range(2)]
         results = [read_results(ws / "results" / ID / "baseline" / name / f"{name}_obj{o + 1}_001.bin")
                    for o in range(2)]
         for k in range(1, len(paths)):
@@ -405,7 +405,7 @@ def test_register_names_the_command_that_works_here(tmp_path, tiny_model, monkey
     from lorat_tracker.integrations.vot import hook
     from lorat_tracker.integrations.vot.registration import register
 
-    write_box_sequences(tmp_path / "src", count=1, num_frames=3)
+    write_vot_boxes(tmp_path / "src", count=1, frames=3)
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
     ws = create_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=tmp_path / "src", log=lambda *_: None)
@@ -433,7 +433,7 @@ def test_workspace_helper_is_offline_and_leaves_sources_untouched(tmp_path):
     from lorat_tracker.integrations.vot.registration import WorkspaceError
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
-    write_box_sequences(tmp_path / "src", count=2, num_frames=4)
+    write_vot_boxes(tmp_path / "src", count=2, frames=4)
     for name in ("box1", "box2"):
         (tmp_path / "src" / name / "anchor.value").unlink()
         (tmp_path / "src" / name / "sequence").unlink()
