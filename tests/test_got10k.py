@@ -269,6 +269,15 @@ def test_other_layouts_with_an_oracle(tmp_path):
 
 # ---------------------------------------------------------------- errors, helpers
 
+def test_lasot_without_test_sequences_says_subset_all_takes_them(tmp_path):
+    sd.write_lasot(tmp_path, names=("airplane-2", "bird-5"), frames=3)   # both in the train split
+    with pytest.raises(DatasetLayoutError) as e:
+        ExperimentLaSOT(str(tmp_path))
+    message = str(e.value)
+    assert "holds 2 LaSOT-layout sequences" in message and "none of the LaSOT test split" in message
+    assert "subset='all' takes every sequence found" in message and "lorat eval lasot-ext" in message
+    assert ExperimentLaSOT(str(tmp_path), subset="all").dataset.seq_names == ["airplane-2", "bird-5"]  # the advice works
+
 def test_wrong_layout_is_a_typed_error_naming_what_is_missing(data, tmp_path):
     with pytest.raises(DatasetLayoutError) as e:
         ExperimentLaSOT(str(tmp_path))
