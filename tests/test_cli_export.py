@@ -38,6 +38,7 @@ def test_exported_file_alone_gives_identical_boxes(exported, tiny_model):
         assert a.score == b.score
 
 
+@pytest.mark.slow
 def test_info_on_export(exported, tiny_model):
     r = run_lorat("info", exported)
     assert r.returncode == 0, r.stderr

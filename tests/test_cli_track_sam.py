@@ -38,6 +38,7 @@ def box_arg(box) -> str:
     return ",".join(f"{v:g}" for v in box)
 
 
+@pytest.mark.slow
 def test_track_writes_sam_masks_and_overlay(frames, sam_file, tiny_model, tmp_path, capsys):
     folder, box = frames
     old = os.umask(0o022)

@@ -255,6 +255,7 @@ def test_only_absent_targets_leave_nothing_to_train_on(tmp_path):
 
 # ---------------------------------------------------------------- lorat eval: checked before tracking
 
+@pytest.mark.slow
 def test_lorat_eval_refuses_a_malformed_line_before_tracking(tmp_path, tiny_model):
     line, where = "12,30,abc,20", "line 3: '12,30,abc,20' is not 4 numbers"
     from run_cli import run_lorat

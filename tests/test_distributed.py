@@ -79,6 +79,7 @@ def test_single_process_defaults(monkeypatch):
     assert dist_utils.device_for_rank("cpu") == torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path):
     tests_dir = str(Path(__file__).resolve().parent)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), tests_dir), nprocs=2, join=True)

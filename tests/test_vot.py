@@ -169,6 +169,7 @@ def test_registration_entry_is_absolute_and_loadable(box_ws):
 
 # ---------------------------------------------------------------------------- box stack (rectangles)
 
+@pytest.mark.slow
 def test_box_stack_plain_vot_matches_core_tracker(box_ws, tiny_model):
     """Plain `vot evaluate` (unsupervised): the answers are the core tracker's boxes, rasterized."""
     ok(vot("evaluate", "--workspace", box_ws, "--experiments", "unsupervised", ID))
@@ -207,6 +208,7 @@ def test_start_up_hook_patches_vot_0_9_0_when_imported_and_nothing_else(tmp_path
     assert answers["other-version"][1:] == answers["off"][1:]  # and the finder removed itself
 
 
+@pytest.mark.slow
 def test_box_stack_multistart_with_plain_vot_and_realtime_with_lorat_vot(box_ws, plain_vot):
     """Plain `vot evaluate` runs vot2022/shorttermbox's multistart baseline (which fails in plain 0.9.0
     with `ObjectQuery.state must be a Region`) thanks to the start-up hook; `lorat vot evaluate` then
@@ -283,6 +285,7 @@ def test_vot_test_passes_and_unreadable_frame_gets_last_box(box_ws, tmp_path, ti
     assert "cannot read frame" in log and "00000004.jpg" in log
 
 
+@pytest.mark.slow
 def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
     from lorat_tracker.integrations.vot.registration import register
 
@@ -295,6 +298,7 @@ def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
     assert "cannot start" in log and "DINOv2 backbone" in log
 
 
+@pytest.mark.slow
 def test_supervised_stack_with_lorat_vot(tmp_path, tiny_model):
     """VOT2013-2019 style `supervised` experiments (broken in plain 0.9.0) run with `lorat vot`."""
     write_vot_boxes(tmp_path / "src", count=1, frames=6)
@@ -310,6 +314,7 @@ def test_supervised_stack_with_lorat_vot(tmp_path, tiny_model):
 
 # ------------------------------------------------------------------ VOTS multi-object (mask) stack
 
+@pytest.mark.slow
 def test_vots_mask_stack_batched_filled_boxes(mask_ws, tiny_model):
     """Plain `vot evaluate` + `vot analysis` on a multi-object mask stack: one batched process per
     sequence, answers are filled-box masks equal to the core tracker's batched boxes."""
@@ -371,6 +376,7 @@ def test_bad_registration_arguments_give_one_clear_line(tmp_path, tiny_model, ca
     assert not (ws / "trackers.ini").exists()
 
 
+@pytest.mark.slow
 def test_bad_registration_subprocess_has_no_traceback(tmp_path, tiny_model):
     proc = lorat("vot", "register", "--workspace", tmp_path, "--variant", tiny_model.variant,
                  "--weights", tmp_path / "missing.bin")

@@ -53,6 +53,7 @@ def full_mask(region, size_wh) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 def test_vots_mask_stack_gets_sam_masks(tmp_path, tiny_model, sam_file, refiner):
     """Plain `vot evaluate` + `vot analysis` (the VOTS measures) on a 2-object mask stack: every object of
     every sequence has a mask trajectory whose masks are the refiner applied to the core tracker's boxes."""
@@ -93,6 +94,7 @@ def test_vots_mask_stack_gets_sam_masks(tmp_path, tiny_model, sam_file, refiner)
     assert 0 < quality <= 1
 
 
+@pytest.mark.slow
 def test_box_stack_keeps_rectangles_with_sam(tmp_path, tiny_model, sam_file):
     """The same registration on a box stack: rectangles, the core tracker's boxes."""
     from lorat_tracker.integrations.vot.workspace import create_workspace
