@@ -145,7 +145,7 @@ def test_pytracking_page_installs_wheel_and_keeps_lorat_importable_for_analysis(
     text = (REPO / "docs" / "pytracking.md").read_text(encoding="utf-8")
     install = next(b.code for b in blocks(REPO / "docs" / "pytracking.md") if "visdom==0.2.4" in b.code)
     assert install.index("wheel") < install.index("--no-build-isolation visdom==0.2.4"), install
-    assert "trackerlist()" in text and re.search(r"analysis environment[^.]*lorat-tracker", text)
+    assert "trackerlist()" in text and re.search(r"analysis\s+environment[^.]*lorat-tracker", text)
 
 
 def test_vot_page_shows_nodownload_and_placing_sequences_offline():
