@@ -109,3 +109,10 @@ def test_files_honour_the_umask(tmp_path):
     for path in (tmp_path / "d").rglob("*"):
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_cli_offers_exactly_the_package_layouts():
+    # The CLI lists the names without importing numpy (lorat --help stays light): keep them in step.
+    from lorat_tracker.cli import demo as cli_demo
+
+    assert list(cli_demo._layouts()) == list(LAYOUTS)
