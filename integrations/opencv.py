@@ -18,22 +18,20 @@ separately can put the right edge 1 px off). Width and height are at least 1.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
 from lorat_tracker import InvalidImageError, LoRATTracker, NotInitializedError
+from lorat_tracker.boxes import rounded_corners
 
 DEFAULT_SCORE_THRESHOLD = 0.2  # cv2.TrackerVit_Params().tracking_score_threshold
 
 
 def to_int_rect(box) -> Tuple[int, int, int, int]:
     """A float [x, y, w, h] -> the integer (x, y, w, h) with corners rounded to the nearest pixel."""
-    x, y, w, h = (float(v) for v in box)
-    x1, y1 = math.floor(x + 0.5), math.floor(y + 0.5)
-    x2, y2 = math.floor(x + w + 0.5), math.floor(y + h + 0.5)
+    x1, y1, x2, y2 = rounded_corners(box)
     return int(x1), int(y1), int(max(x2 - x1, 1)), int(max(y2 - y1, 1))
 
 

@@ -44,7 +44,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .tracker import LoRATTracker, Target
-from .video import read_rgb  # the default frame reader
+from .images import read_rgb  # the default frame reader (OpenCV; images.py says who decodes how)
 
 FrameSource = Union[Sequence, Callable[[int], np.ndarray]]
 

@@ -14,17 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def rasterize(box) -> Tuple[int, int, int, int]:
-    """End-exclusive integer box covering every pixel (or cell) the box touches."""
-    x1, y1, x2, y2 = box
-    return (math.floor(x1), math.floor(y1), math.floor(x2 + 1 - 1e-4), math.floor(y2 + 1 - 1e-4))
-
-
-def clip_box(box, size_wh):
-    w, h = size_wh
-    x1, y1, x2, y2 = box
-    return (min(max(x1, 0), w), min(max(y1, 0), h), min(max(x2, 0), w), min(max(y2, 0), h))
+from .boxes import clip_box, map_box, rasterize
 
 
 def nominal_crop_params(box_xyxy, area_factor: float, out_size_wh) -> Tuple[float, np.ndarray]:
@@ -53,18 +43,13 @@ class CropParams(NamedTuple):
     translation: np.ndarray  # (tx, ty) float32
 
     def image_to_crop(self, box_xyxy) -> np.ndarray:
-        b = np.asarray(box_xyxy, dtype=np.float64)
-        s = self.scale.astype(np.float64)
-        t = self.translation.astype(np.float64)
-        return np.array([b[0] * s[0] + t[0], b[1] * s[1] + t[1], b[2] * s[0] + t[0], b[3] * s[1] + t[1]])
+        return map_box(box_xyxy, self.scale.astype(np.float64), self.translation.astype(np.float64))
 
     def crop_to_image(self, box_xyxy) -> np.ndarray:
         # x = u * (1 / s) + (-t / s) in float64: this association reproduces the reference exactly.
-        b = np.asarray(box_xyxy, dtype=np.float64)
         s = self.scale.astype(np.float64)
         t = self.translation.astype(np.float64)
-        rs, rt = 1.0 / s, -t / s
-        return np.array([b[0] * rs[0] + rt[0], b[1] * rs[1] + rt[1], b[2] * rs[0] + rt[0], b[3] * rs[1] + rt[1]])
+        return map_box(box_xyxy, 1.0 / s, -t / s)
 
 
 def pixel_aligned_crop(image: np.ndarray, scale, translation: np.ndarray, out_size_wh,

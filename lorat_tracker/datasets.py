@@ -43,9 +43,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence as Seq, 
 
 import numpy as np
 
+from .boxes import overlaps_image
 from .errors import AnnotationError, DatasetLayoutError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from .images import IMAGE_EXTENSIONS, image_size, is_image_file
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 LAYOUTS = {
@@ -67,7 +67,7 @@ LAYOUTS = {
     "nfs": "ROOT/<sequence>/30/<sequence>.txt (the official 'l t r b' annotation file) and "
            "ROOT/<sequence>/30/<sequence>/00001.jpg ...",
     "coco": "ROOT/annotations/instances_<split>2017.json and ROOT/<split>2017/<image>.jpg (COCO 2017)",
-    "folder": "ROOT/<sequence>/ folders, each holding its frames (.jpg/.jpeg/.png/.bmp, in name order) and "
+    "folder": "ROOT/<sequence>/ folders, each holding its frames (" + "/".join(IMAGE_EXTENSIONS) + ", in name order) and "
               "groundtruth.txt with one 0-based x,y,w,h line per frame (commas, spaces or tabs), optionally "
               "absence.label (one 0/1 a line, 1 = target absent)",
 }
@@ -124,7 +124,7 @@ def check_root(benchmark: str, root: str, flag: str = "--root DIR") -> None:
 
 def list_images(folder: str, sort_key: Optional[Callable[[str], object]] = None) -> List[str]:
     """Image files of a folder (by name, or by ``sort_key`` of the path); [] when it is no folder."""
-    files = [f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS] \
+    files = [f for f in os.listdir(folder) if is_image_file(f)] \
         if os.path.isdir(folder) else []
     paths = [os.path.join(folder, f) for f in sorted(files)]
     return sorted(paths, key=sort_key) if sort_key is not None else paths
@@ -133,17 +133,6 @@ def list_images(folder: str, sort_key: Optional[Callable[[str], object]] = None)
 def frame_number(path: str) -> int:
     stem = os.path.splitext(os.path.basename(path))[0]
     return int(stem) if stem.isdigit() else -1
-
-
-def image_size(path: str) -> Tuple[int, int]:
-    """(width, height) of an image file from its header (PIL reads no pixels for this)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as e:
-        raise DatasetLayoutError(f"{path} is not a readable image ({e}) - replace or remove the frame") from e
 
 
 def _sequence_size(frames: List[str]) -> Tuple[int, int]:
@@ -279,14 +268,9 @@ def check_first_box(path: str, boxes: np.ndarray, size_wh: Optional[Tuple[int, i
     if box[2] <= 0 or box[3] <= 0:
         raise AnnotationError(f"{path}, line 1: the first box {_fmt(boxes[0])} has no area - tracking starts "
                               "from it, so it must be the target's x,y,w,h")
-    if size_wh is not None and not _overlaps(box, size_wh):
+    if size_wh is not None and not overlaps_image(box, size_wh):
         raise AnnotationError(f"{path}, line 1: the first box {_fmt(boxes[0])} lies outside its "
                               f"{size_wh[0]}x{size_wh[1]} frame")
-
-
-def _overlaps(box, size_wh) -> bool:
-    x, y, w, h = box
-    return x < size_wh[0] and y < size_wh[1] and x + w > 0 and y + h > 0
 
 
 def clean_track(path: str, boxes: np.ndarray, size_wh: Tuple[int, int],
@@ -311,8 +295,7 @@ def clean_track(path: str, boxes: np.ndarray, size_wh: Tuple[int, int],
                               "(expected x,y,w,h)")
     nonempty = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
     w, h = size_wh
-    outside = present & nonempty & ~((boxes[:, 0] < w) & (boxes[:, 1] < h) &
-                                     (boxes[:, 0] + boxes[:, 2] > 0) & (boxes[:, 1] + boxes[:, 3] > 0))
+    outside = present & nonempty & ~overlaps_image(boxes, size_wh)
     if outside.any():
         n = int(np.argmax(outside)) + 1
         raise AnnotationError(f"{at(n)}: box {_fmt(boxes[n - 1])} lies outside its {w}x{h} frame "

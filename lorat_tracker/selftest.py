@@ -9,7 +9,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .constants import TOLERANCE_PX
-from .video import read_rgb
+from .images import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"
 # TOLERANCE_PX (constants.py) is the reference fixtures' standard: the official pipeline's own boxes are

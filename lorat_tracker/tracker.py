@@ -21,23 +21,22 @@ coordinates (exactly what the official pipeline does) and a ``FrameSizeWarning``
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import itertools
 import warnings
 from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from .boxes import clip_box, validate_box, xyxy_to_xywh
 from .config import VariantConfig
-from .constants import PRECISIONS
-from .cropping import (CropParams, clip_box, nominal_crop_params, pixel_aligned_crop, search_crop_box,
-                       template_mask)
-from .errors import ConfigError, InvalidBoxError, InvalidImageError, NotInitializedError
+from .cropping import CropParams, nominal_crop_params, pixel_aligned_crop, search_crop_box, template_mask
+from .errors import ConfigError, InvalidImageError, NotInitializedError
+from .images import as_rgb_image
 from .model import LoRATModel
-
-COMPILE_MODES = (False, True, "cudagraph", "inductor")
+from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, resolve_device,
+                      resolve_precision)
+from .segmentation.refiner import mask_results
 
 
 class _PredictionFields(NamedTuple):
@@ -75,10 +74,6 @@ class MaskFallbackWarning(UserWarning):
     """The mask refiner gave no mask for a target (non-finite logits, out of memory): its box is used."""
 
 
-class CompileWarning(UserWarning):
-    """``compile`` was asked where it cannot run (no CUDA, capture failed); the tracker runs eagerly."""
-
-
 @dataclasses.dataclass
 class Target:
     """Per-target state: everything the official pipeline keeps for one track."""
@@ -92,95 +87,6 @@ class Target:
     @property
     def box_xywh(self) -> np.ndarray:
         return xyxy_to_xywh(self.box)
-
-
-def xywh_to_xyxy(box) -> np.ndarray:
-    x, y, w, h = box
-    return np.array([x, y, x + w, y + h], dtype=np.float64)
-
-
-def xyxy_to_xywh(box) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
-
-
-def as_rgb_image(image) -> np.ndarray:
-    """Validate a user image: (H, W, 3) uint8 RGB; (H, W) and (H, W, 1) gray, (H, W, 4) RGBA converted."""
-    if not isinstance(image, np.ndarray):
-        hint = " (a PIL image: pass np.asarray(image.convert('RGB')))" if hasattr(image, "convert") else ""
-        raise InvalidImageError(f"image must be a numpy array of shape (H, W, 3), dtype uint8, RGB; "
-                                f"got {type(image).__name__}{hint}")
-    if image.dtype != np.uint8:
-        raise InvalidImageError(f"image must have dtype uint8 (0..255), got {image.dtype} - convert it, e.g. "
-                                "(img * 255).clip(0, 255).astype(np.uint8) for 0..1 floats")
-    if image.size == 0:
-        raise InvalidImageError(f"image is empty (shape {image.shape})")
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim == 3 and image.shape[2] == 3:
-        # torch.from_numpy warns on read-only arrays (np.asarray of a PIL image): copy those once.
-        return image if image.flags.writeable else image.copy()
-    if image.ndim == 3 and image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return image[:, :, :3]
-    raise InvalidImageError(f"image must have shape (H, W, 3) RGB (or (H, W) gray, (H, W, 4) RGBA), "
-                            f"got {image.shape}")
-
-
-def validate_box(box, size_wh) -> np.ndarray:
-    """A user box [x, y, w, h] -> x1y1x2y2 float64, or InvalidBoxError."""
-    try:
-        b = np.asarray(box, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InvalidBoxError(f"box must be 4 numbers [x, y, w, h], got {box!r}") from None
-    if b.shape != (4,):
-        raise InvalidBoxError(f"box must be 4 numbers [x, y, w, h], got {b.size} values")
-    if not np.all(np.isfinite(b)):
-        raise InvalidBoxError(f"box {b.tolist()} contains NaN or infinity")
-    if b[2] <= 0 or b[3] <= 0:
-        raise InvalidBoxError(f"box {b.tolist()} has width or height <= 0; boxes are [x, y, w, h]")
-    xyxy = xywh_to_xyxy(b)
-    x1, y1, x2, y2 = clip_box(xyxy, size_wh)
-    if not (x2 > x1 and y2 > y1):
-        raise InvalidBoxError(f"box {b.tolist()} lies entirely outside the {size_wh[0]}x{size_wh[1]} image; "
-                              "boxes are 0-based [x, y, w, h] in pixels")
-    return xyxy
-
-
-def resolve_device(device) -> torch.device:
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked but CUDA is not available here - use device='cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {device!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' asked but MPS is not available here - use device='cpu'")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """None = plain float32; otherwise the autocast dtype."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        # The official evaluation runs fp16 autocast on CUDA; on CPU plain fp32 is exact and safe.
-        return torch.float16 if device.type == "cuda" else None
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-
-
-def check_compile_mode(compile) -> None:
-    if compile not in COMPILE_MODES:
-        raise ConfigError(f"unknown compile mode {compile!r}: use False, True, 'cudagraph' or 'inductor'")
 
 
 class LoRATTracker:
@@ -211,7 +117,8 @@ class LoRATTracker:
 
         ``masks``: a box-to-mask refiner (``lorat_tracker.segmentation.BoxToMask``, SAM as in the
         official VOTS pipeline); then every prediction of ``track`` / ``step`` carries a ``mask``.
-        The box alone drives tracking. Also settable later as ``tracker.masks``.
+        The box alone drives tracking. Also settable later as ``tracker.masks``. Any other callable
+        ``(image, boxes, box_format="xyxy", on_failure="box") -> masks`` works too (``mask_results``).
 
         ``compile`` (opt-in, CUDA only): True / "cudagraph" replays one captured CUDA graph per batch
         size (same kernels as eager, no per-kernel launch cost); "inductor" uses
@@ -316,12 +223,11 @@ class LoRATTracker:
         for indices in groups.values():
             frame = frames[indices[0]]
             boxes = np.stack([targets[i].box for i in indices])
-            out = self.masks(frame, boxes, box_format="xyxy", on_failure="box")
-            for k, reason in getattr(self.masks, "last_failures", []):
-                warnings.warn(f"no mask for target {indices[k]} ({reason}); its box is used as the mask",
-                              MaskFallbackWarning, stacklevel=3)
-            for i, m in zip(indices, out):
-                masks[i] = m
+            for i, result in zip(indices, mask_results(self.masks, frame, boxes, box_format="xyxy")):
+                if result.fallback is not None:
+                    warnings.warn(f"no mask for target {i} ({result.fallback}); its box is used as the mask",
+                                  MaskFallbackWarning, stacklevel=3)
+                masks[i] = result.mask
         return [Prediction(p.box, p.score, m) for p, m in zip(results, masks)]
 
     # ------------------------------------------------------------------ helpers
@@ -375,74 +281,3 @@ def _check_refiner(masks):
         raise ConfigError(f"masks must be a box-to-mask refiner such as lorat_tracker.segmentation.BoxToMask "
                           f"(or None), got {type(masks).__name__}")
     return masks
-
-
-def low_precision_weights(model: LoRATModel, dtype: torch.dtype) -> LoRATModel:
-    """A copy of ``model`` whose Linear / Conv2d parameters are stored in ``dtype``; all else shared.
-
-    Why: autocast casts every fp32 weight to the low-precision dtype on each call (its cast cache
-    lives for one autocast region, i.e. one ``step``), which is ~9% of a CPU bf16 forward of B-224
-    and ~170 extra kernels per frame on GPU. Autocast rounds exactly like ``Tensor.to``, so running
-    the copy under the same autocast gives bit-identical outputs, faster. Norms, embeddings and the
-    head's offsets stay float32 and autocast still decides every op's precision. The input model is
-    not modified (another tracker may use it in fp32); its other tensors are shared, not copied.
-    """
-    memo = {}
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-            for p in module.parameters(recurse=False):
-                memo[id(p)] = torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        memo.setdefault(id(t), t)
-    return copy.deepcopy(model, memo)
-
-
-class CudaGraphForward:
-    """``model(z, x, mask)`` replayed from one CUDA graph per batch size (opt-in, ``compile=True``).
-
-    At batch 1 a LoRAT forward is a few hundred small kernels, so GPU time is set by launch
-    overhead; a graph launches them all at once. Each batch size is captured the first time it is
-    seen (after a warm-up on a side stream, as torch.cuda.graphs asks), in its own private memory
-    pool, under whatever autocast / inference mode the caller has active (the tracker's). Inputs are
-    copied into static buffers; the returned tensors are the graph's static outputs, valid until the
-    next call with the same batch size (``step`` reads them at once). Same kernels as eager.
-    """
-
-    def __init__(self, model: torch.nn.Module, warmup: int = 2):
-        self.model = model
-        self.warmup = warmup
-        self._graphs = {}
-        self._failed = False
-
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor):
-        if self._failed:
-            return self.model(z, x, mask)
-        key = (tuple(z.shape), tuple(x.shape), tuple(mask.shape), z.dtype, x.dtype)
-        entry = self._graphs.get(key)
-        if entry is None:
-            try:
-                entry = self._graphs[key] = self._capture(z, x, mask)
-            except Exception as e:  # not capturable here (op, build, device): stay correct; a genuine
-                # model error is raised again by the eager call below
-                warnings.warn(f"CUDA graph capture failed ({e}); running eagerly", CompileWarning, stacklevel=3)
-                self._failed = True
-                return self.model(z, x, mask)
-        graph, static_in, static_out = entry
-        for buf, value in zip(static_in, (z, x, mask)):
-            buf.copy_(value)
-        graph.replay()
-        return static_out
-
-    def _capture(self, z, x, mask):
-        static_in = (z.clone(), x.clone(), mask.clone())
-        side = torch.cuda.Stream(device=x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):  # cuBLAS / cuDNN lazy init must not happen during capture
-                self.model(*static_in)
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: CUDA work on other threads (another tracker, a harness) must not break capture.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            static_out = self.model(*static_in)
-        return graph, static_in, static_out

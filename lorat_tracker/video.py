@@ -16,22 +16,11 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, SourceNotFoundError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jp2")
-
+from .images import IMAGE_EXTENSIONS, is_image_file, read_image
 
 def _natural_key(path: str):
     """'frame10.png' after 'frame9.png': digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", os.path.basename(path))]
-
-
-def read_rgb(path) -> np.ndarray:
-    """One image file as an RGB uint8 (H, W, 3) array: OpenCV decode, BGR -> RGB (what ``lorat selftest``
-    and the batched runner read frames with)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -85,10 +74,11 @@ class ImageFolderSource(FrameSource):
         last = self.num_frames - 1 if end is None else min(end, self.num_frames - 1)
         for index in range(start, last + 1):
             path = self.paths[index]
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                raise SourceError(f"cannot read frame {index} ({path}): not an image OpenCV can decode")
-            yield index, _to_rgb(image)
+            try:
+                image = read_image(path, "opencv")  # OpenCV, as for the videos (images.py)
+            except FileNotFoundError:
+                raise SourceError(f"cannot read frame {index} ({path}): not an image OpenCV can decode") from None
+            yield index, image
 
 
 class VideoCaptureSource(FrameSource):
@@ -140,12 +130,12 @@ def open_source(spec) -> FrameSource:
         return VideoCaptureSource(text, text, is_live=True)
     if os.path.isdir(text):
         paths = sorted((os.path.join(text, name) for name in os.listdir(text)
-                        if name.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
+                        if is_image_file(name)), key=_natural_key)
         if not paths:
             raise SourceError(f"folder {text} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
         return ImageFolderSource(paths, f"{text} ({len(paths)} frames)")
     if os.path.isfile(text):
-        if text.lower().endswith(IMAGE_EXTENSIONS):
+        if is_image_file(text):
             return ImageFolderSource([text], text)
         return VideoCaptureSource(text, text, is_live=False)
     if glob.has_magic(text):

@@ -105,8 +105,8 @@ def test_install_hints_use_one_form():
 
 def test_parser_constants_match_the_modules_they_stand_for():
     # lorat_tracker.constants holds the plain values the parser needs; they must match the code that uses them.
-    from lorat_tracker import constants, selftest, tracker
+    from lorat_tracker import constants, runtime, selftest
     from lorat_tracker.config import available_variants
 
-    assert tracker.PRECISIONS is constants.PRECISIONS and selftest.TOLERANCE_PX == constants.TOLERANCE_PX
+    assert runtime.PRECISIONS is constants.PRECISIONS and selftest.TOLERANCE_PX == constants.TOLERANCE_PX
     assert set(constants.VARIANTS) == {v for v in available_variants() if not v.startswith("tiny-")}

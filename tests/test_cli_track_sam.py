@@ -15,7 +15,7 @@ import tiny_sam  # noqa: E402
 from lorat_tracker.demo import render_sequence  # noqa: E402
 
 from lorat_tracker.cli import main as lorat_main  # noqa: E402
-from lorat_tracker.video import read_rgb  # noqa: E402
+from lorat_tracker.images import read_rgb  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -243,6 +243,36 @@ def test_sam_failure_on_a_frame_falls_back_to_the_box(refiner, monkeypatch):
     assert [k for k, _ in nan_refiner.last_failures] == [0] and "NaN" in nan_refiner.last_failures[0][1]
 
 
+def test_typed_results_and_the_tracker_warns_on_a_fallback(refiner, tiny_model):
+    """``refine`` gives one MaskResult per box: SAM's mask (the same as ``__call__``'s) or the filled box
+    and why; the tracker warns with MaskFallbackWarning naming the target and uses the box."""
+    from lorat_tracker.demo import render_sequence
+
+    from lorat_tracker import MaskFallbackWarning
+    from lorat_tracker.segmentation import MaskResult, mask_results
+
+    fr = BOXES["frames"][0]
+    boxes = np.array(fr["boxes_xyxy"][:2])
+    results = refiner.refine(frame(0), boxes, box_format="xyxy")
+    assert [type(r) for r in results] == [MaskResult, MaskResult] and [r.fallback for r in results] == [None, None]
+    assert all(np.array_equal(r.mask, m) for r, m in zip(results, refiner(frame(0), boxes, box_format="xyxy")))
+    ones = np.ones((180, 320), dtype=bool)
+    plain = mask_results(lambda image, b, box_format, on_failure: [ones] * len(b), frame(0), boxes, "xyxy")
+    assert [r.fallback for r in plain] == [None, None] and plain[0].mask is ones  # any callable refiner
+    nan_refiner = tiny_sam.refiner()
+    with torch.no_grad():
+        nan_refiner.sam.mask_decoder.output_hypernetworks_mlps[0].layers[0].weight[0, 0] = float("nan")
+    (result,) = nan_refiner.refine(frame(0), boxes[:1], box_format="xyxy")
+    assert result.fallback == "SAM gave NaN or infinite logits"
+    assert np.array_equal(result.mask, box_mask(boxes[0], (320, 180)))
+    seq = render_sequence(2, (320, 180), num_objects=1, seed=7)
+    tracker = tiny_model.tracker(masks=nan_refiner)
+    tracker.initialize(seq.frames[0], seq.boxes[0][0])
+    with pytest.warns(MaskFallbackWarning, match=r"no mask for target 0 \(SAM gave NaN or infinite logits\)"):
+        prediction = tracker.track(seq.frames[1])
+    assert np.array_equal(prediction.mask, box_mask(tracker.target.box, (320, 180)))
+
+
 def test_bad_boxes(refiner):
     img = frame(0)
     for bad, match in [([10, 10, 0, 5], "no area"), ([10, 10, 5, -1], "no area"), ([np.nan, 1, 2, 3], "NaN"),

@@ -4,6 +4,7 @@ nothing written or overwritten."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -254,3 +255,34 @@ def test_unreadable_checkpoint_is_one_line(reference, tiny_model, data_root, tmp
     before = _tree(out)
     _fails(capsys, _args(tiny_model, data_root, out), "checkpoint.pth cannot be read")
     assert _tree(out) == before
+
+
+def test_a_first_short_run_shortens_the_default_warmup(tiny_model, data_root, tmp_path, capsys):
+    """``--epochs 1`` without --warmup-epochs trains (the default 2 epochs of warm-up would not fit): the
+    warm-up becomes half the run, one log line says so, and the rerun is the same run."""
+    import json
+
+    out = tmp_path / "short"
+    recipe = ["--epochs", "1", "--pairs-per-epoch", "40", "--batch-size", "8", "--lr", "1e-3", "--device", "cpu",
+              "--no-progress", "--workers", "0"]
+    args = ["train", *tiny_model.cli_args(), "--data", f"folder={data_root}", "--out", out, *recipe]
+    assert _main(args) == 0
+    printed = capsys.readouterr().out
+    notes = [line for line in printed.splitlines() if "warm-up" in line]
+    assert notes == ["note: warm-up shortened to 0.5 epochs (the default 2 does not fit --epochs 1); "
+                     "pass --warmup-epochs to choose"]
+    assert json.loads((out / "run.json").read_text())["identity"]["warmup_epochs"] == 0.5
+    # The learning rate of the 5 steps, by hand: timm's CosineLRScheduler (as the official run) with a warm-up
+    # of round(0.5 x 5) = 2 iterations from --warmup-lr prefixed to a 5-iteration cosine, stepped after each
+    # step (so steps 0 and 1 both run at --warmup-lr); the peak 1e-3 is reached within the run.
+    lrs = [h["lr"] for h in torch.load(out / "checkpoint.pth", weights_only=True)["history"]]
+    cosine = 1e-6 + 0.5 * (1e-3 - 1e-6) * (1 + math.cos(math.pi / 5))
+    assert lrs == pytest.approx([1e-7, 1e-7, 1e-7 + (1e-3 - 1e-7) / 2, 1e-3, cosine], rel=1e-9)
+    assert _main(args) == 0 and "is finished" in capsys.readouterr().out  # same identity on the rerun
+
+    # An explicit --warmup-epochs that does not fit is still the user's mistake: one line, exit 2.
+    explicit = tmp_path / "explicit"
+    args = ["train", *tiny_model.cli_args(), "--data", f"folder={data_root}", "--out", explicit, *recipe,
+            "--warmup-epochs", "2"]
+    _fails(capsys, args, "--warmup-epochs must be in [0, --epochs), got 2")
+    assert not explicit.exists()

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import FIXTURES
-from lorat_tracker.cropping import rasterize
+from lorat_tracker.boxes import rasterize
 from lorat_tracker.errors import ConfigError, LoRATError, WeightsError
 from lorat_tracker.selftest import DATA_DIR
 from lorat_tracker.training import (LoRATCriterion, TrainStep, build_optimizer, build_scheduler,

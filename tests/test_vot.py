@@ -20,8 +20,9 @@ pytest.importorskip("vot")
 
 from lorat_tracker.demo import write_vot_boxes, write_vots_masks  # noqa: E402
 
-from lorat_tracker.integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
-from lorat_tracker.video import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
+from lorat_tracker.boxes import rasterized_xywh  # noqa: E402
+from lorat_tracker.images import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
+from lorat_tracker.integrations.vot.regions import mask_bbox_xywh  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ID = "LoRAT_tiny"

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("trax")
 pytest.importorskip("vot")
@@ -22,8 +23,9 @@ import tiny_sam  # noqa: E402
 from lorat_tracker.demo import write_vot_boxes, write_vots_masks  # noqa: E402
 from test_vot import frame_paths, kind, lorat, ok, read_results, vot  # noqa: E402
 
-from lorat_tracker.integrations.vot.regions import mask_bbox_xywh, rasterized_xywh  # noqa: E402
-from lorat_tracker.video import read_rgb  # noqa: E402
+from lorat_tracker.boxes import rasterized_xywh  # noqa: E402
+from lorat_tracker.images import read_rgb  # noqa: E402
+from lorat_tracker.integrations.vot.regions import mask_bbox_xywh  # noqa: E402
 
 ID = "LoRAT_tiny_SAM"
 
@@ -146,6 +148,28 @@ def test_session_mixed_objects_and_sam_failure(tiny_model, refiner, caplog):
     assert "SAM failed on frame f2" in caplog.text and session.mask_failures == 1
     region, _ = answer_region("mask", answers[1][1], 0.5, None)
     assert region.type == trax.Region.MASK
+
+
+def test_session_answers_the_box_where_sam_gives_no_mask(tiny_model, caplog):
+    """SAM's typed fallback (NaN logits) for one object: logged with its reason, counted, answered as the box."""
+    from lorat_tracker.demo import render_sequence
+
+    from lorat_tracker.integrations.vot.server import Session
+
+    nan_refiner = tiny_sam.refiner()
+    with torch.no_grad():
+        nan_refiner.sam.mask_decoder.output_hypernetworks_mlps[0].layers[0].weight[0, 0] = float("nan")
+    seq = render_sequence(2, (320, 180), num_objects=2, seed=3)
+    session = Session(tiny_model.tracker(), nan_refiner)
+    session.initialize(seq.frames[0], "f0", [("rectangle", seq.boxes[0][0]), ("mask", seq.boxes[1][0])])
+    with caplog.at_level(logging.WARNING, logger="lorat.vot"):
+        logging.getLogger("lorat.vot").propagate = True
+        try:
+            answers = session.frame(seq.frames[1], "f1")
+        finally:
+            logging.getLogger("lorat.vot").propagate = False
+    assert answers[1][0] == "mask" and answers[1][3] is None and session.mask_failures == 1
+    assert "SAM gave no mask for object 1 on frame f1 (SAM gave NaN or infinite logits)" in caplog.text
 
 
 @pytest.mark.parametrize("stack", ["vots2025/main", "vots2026/main"])

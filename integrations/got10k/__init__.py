@@ -22,7 +22,8 @@ compat.apply()
 from .benchmarks import BENCHMARKS, Benchmark  # noqa: E402
 from .experiments import (ExperimentLaSOT, ExperimentLaSOTExtension, ExperimentOPE, ExperimentTNL2K,  # noqa: E402
                           ExperimentTrackingNet, normalized_center_error)
-from .tracker import LoRATGot10kTracker, read_image  # noqa: E402
+from .datasets import read_image  # noqa: E402
+from .tracker import LoRATGot10kTracker  # noqa: E402
 
 apply_compat = compat.apply
 

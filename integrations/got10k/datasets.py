@@ -16,11 +16,18 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lorat_tracker.datasets import (IMAGE_EXTENSIONS, LAYOUTS, TITLES, SequenceFiles, check_got10k,  # noqa: F401
-                                    check_nfs, check_root, check_uav123, frame_number, lasot_sequences,
+from lorat_tracker.datasets import (LAYOUTS, TITLES, SequenceFiles, check_got10k, check_nfs,  # noqa: F401
+                                    check_root, check_uav123, frame_number, lasot_sequences,
                                     lasot_test_names, layout_error, list_images, read_boxes, read_flags,
                                     read_table, tnl2k_sequences, trackingnet_sequences)
 from lorat_tracker.errors import AnnotationError, DatasetLayoutError, ResultsLayoutError
+from lorat_tracker import images
+
+
+def read_image(path) -> np.ndarray:
+    """A frame decoded exactly as got10k's ``Tracker.track`` decodes it (PIL, converted to RGB), as an
+    array: what a runner that reads frames itself (batched evaluation) must use to get the same boxes."""
+    return images.read_image(path, "pil")
 
 
 def read_result_boxes(path: str, length: int) -> np.ndarray:

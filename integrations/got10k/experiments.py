@@ -27,7 +27,7 @@ import numpy as np
 from got10k.experiments import ExperimentOTB
 from got10k.utils.metrics import center_error, rect_iou
 
-from lorat_tracker.cropping import rasterize
+from lorat_tracker.boxes import rasterized_xywh, xywh_to_xyxy
 from lorat_tracker.errors import DatasetLayoutError, ResultsLayoutError
 from lorat_tracker.io import atomic_open, atomic_path
 
@@ -43,9 +43,8 @@ def atomic_savetxt(path: str, array, fmt: str, delimiter: str = " ") -> None:
 def rasterize_xywh(boxes: np.ndarray) -> np.ndarray:
     """Integer boxes covering every touched pixel, as the official GOT-10k/TrackingNet writers do."""
     out = np.empty_like(boxes, dtype=np.float64)
-    for i, (x, y, w, h) in enumerate(boxes):
-        x1, y1, x2, y2 = rasterize((x, y, x + w, y + h))
-        out[i] = (x1, y1, x2 - x1, y2 - y1)
+    for i, box in enumerate(boxes):
+        out[i] = rasterized_xywh(xywh_to_xyxy(box))
     return out
 
 

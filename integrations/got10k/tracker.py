@@ -47,14 +47,3 @@ class LoRATGot10kTracker(Tracker):
         prediction = self.lorat.track(np.asarray(image))
         self.last_score = prediction.score
         return prediction.box
-
-
-def read_image(path) -> np.ndarray:
-    """A frame decoded exactly as got10k's ``Tracker.track`` decodes it (PIL, converted to RGB), as an
-    array: what a runner that reads frames itself (batched evaluation) must use to get the same boxes."""
-    from PIL import Image
-
-    image = Image.open(path)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.array(image)

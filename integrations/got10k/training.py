@@ -1,5 +1,8 @@
 """Tracking evaluation of weights under training (``lorat train --val``), scored by the GOT-10k toolkit.
 
+``lorat train`` builds a ``TrackingEvaluator`` and passes it to the ``Trainer`` (the training core
+imports no harness).
+
 The validation sequences are the training code's ``Sequence`` records (any source: a user's
 ``folder``, GOT-10k val, ...), tracked in lockstep with ``lorat_tracker.batched`` and scored exactly as
 ``ExperimentGOT10k.report`` scores a sequence: ``rect_iou`` of frames 1.. clipped to the image, only
@@ -8,7 +11,7 @@ over all frames together.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from got10k.experiments import ExperimentGOT10k
@@ -19,17 +22,40 @@ from . import compat
 compat.apply()
 
 
+class TrackingEvaluator:
+    """The ``evaluator`` of ``Trainer``: ``evaluator(sequences, weights=PATH, device=D)`` tracks the
+    sequences with those weights (the variant and backbone of the run) and scores them. On CUDA it
+    tracks as ``lorat eval`` does by default (precision auto = fp16 autocast), elsewhere in fp32."""
+
+    def __init__(self, variant, backbone: Optional[str] = None, batch_size: int = 8):
+        self.variant, self.backbone, self.batch_size = variant, backbone, batch_size
+
+    def __call__(self, sequences, weights: str, device) -> Optional[Dict[str, Any]]:
+        import torch
+
+        precision = "auto" if torch.device(device).type == "cuda" else "fp32"
+        return evaluate_sequences(sequences, self.variant, weights, backbone=self.backbone, device=device,
+                                  precision=precision, batch_size=self.batch_size)
+
+
+def build_tracker(variant, weights: str, backbone=None, device="cpu", precision: str = "fp32"):
+    """The tracker the validation runs: the one place that builds it (so the tracker's configuration can
+    come from elsewhere without touching the scoring)."""
+    from ...tracker import LoRATTracker
+
+    return LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
+                                        precision=precision)
+
+
 def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="cpu", precision: str = "fp32",
-                       batch_size: int = 8) -> Dict[str, Any]:
+                       batch_size: int = 8) -> Optional[Dict[str, Any]]:
     """Track every track of every sequence (with >= 2 frames) from its first valid frame; returns
     ``{"AO", "SR0.50", "SR0.75", "sequences", "frames", "per_sequence": {name: AO}}``, or None when no
     sequence has two frames."""
     from ...batched import SequenceJob, run_batched
-    from ...tracker import LoRATTracker
-    from ...video import read_rgb
+    from ...images import read_rgb
 
-    tracker = LoRATTracker.from_pretrained(variant, weights=weights, backbone=backbone, device=device,
-                                           precision=precision)
+    tracker = build_tracker(variant, weights, backbone=backbone, device=device, precision=precision)
     jobs: List[SequenceJob] = []
     for seq in sequences:
         if len(seq.frames) < 2:

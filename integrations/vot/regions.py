@@ -1,22 +1,14 @@
 """Box <-> VOT region conversions on numpy arrays (the TraX objects are built in ``server``).
 
 VOT regions are 0-based pixel indices: ``Rectangle(x, y, w, h)`` covers pixels x..x+w-1, y..y+h-1.
-The tracker's boxes are continuous x1y1x2y2 with pixel i spanning [i, i+1).
+The tracker's boxes are continuous x1y1x2y2 with pixel i spanning [i, i+1); the rectangle the
+tracker answers for one is ``lorat_tracker.boxes.rasterized_xywh``.
 """
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
 import numpy as np
-
-from lorat_tracker.cropping import rasterize
-
-
-def rasterized_xywh(box_xyxy) -> Tuple[int, int, int, int]:
-    """What the tracker reports to VOT for a continuous x1y1x2y2 box: integer (x, y, w, h), the
-    official LoRAT rasterization (end-exclusive, covering every touched pixel)."""
-    x1, y1, x2, y2 = rasterize([float(v) for v in box_xyxy])
-    return x1, y1, x2 - x1, y2 - y1
 
 
 def mask_bbox_xywh(mask: np.ndarray, offset=(0, 0)) -> Optional[Tuple[int, int, int, int]]:

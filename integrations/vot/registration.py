@@ -160,7 +160,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
     stacks with SAM's masks of its boxes. ``timeout`` None: 300 s, more with SAM (``default_timeout``).
     """
     from lorat_tracker.config import load_config
-    from lorat_tracker.tracker import resolve_device, resolve_precision
+    from lorat_tracker.runtime import resolve_device, resolve_precision
 
     workspace = Path(workspace).expanduser().resolve()
     config = load_workspace_config(workspace)
@@ -262,7 +262,7 @@ def register(workspace, variant: Optional[str], weights, backbone=None, name: Op
 
 
 def _sam_type(sam_type: Optional[str]) -> Optional[str]:
-    from lorat_tracker.segmentation import _normalize_model_type
+    from lorat_tracker.segmentation.checkpoint import _normalize_model_type
 
     return _normalize_model_type(sam_type)
 
@@ -270,8 +270,8 @@ def _sam_type(sam_type: Optional[str]) -> Optional[str]:
 def _check_masks(masks: str, sam_checkpoint, sam_type, sam_precision: str, device, check: bool, log):
     """--masks / --sam-* options; with ``check`` the SAM file is read and validated. The architecture or None."""
     from lorat_tracker.segmentation import (CHECKPOINT_NAMES, PRECISIONS, SamCheckpointError,
-                                            SamCheckpointNotFoundError, _check_precision_device,
-                                            import_segment_anything, read_sam_checkpoint)
+                                            SamCheckpointNotFoundError, import_segment_anything, read_sam_checkpoint)
+    from lorat_tracker.segmentation.refiner import _check_precision_device
 
     if masks not in MASK_MODES:
         raise ConfigError(f"--masks must be none or sam, got {masks!r}")

@@ -37,9 +37,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from lorat_tracker.boxes import rasterized_xywh
 from lorat_tracker.constants import SAM_PRECISIONS
 
-from .regions import mask_bbox_xywh, polygon_bbox_xywh, rasterized_xywh
+from .regions import mask_bbox_xywh, polygon_bbox_xywh
 
 ENV_PREFIX = "LORAT_VOT_"
 log = logging.getLogger("lorat.vot")
@@ -107,16 +108,15 @@ def setup_logging(path: Optional[str]) -> Optional[str]:
 
 
 def read_frame(path: str) -> Optional[np.ndarray]:
-    """RGB uint8 (H, W, 3) from an image path (TraX gives paths; cv2 reads BGR), or None."""
+    """RGB uint8 (H, W, 3) from an image path (TraX gives paths), or None: OpenCV + BGR -> RGB, as always."""
     import cv2
 
+    from lorat_tracker.images import read_image
+
     try:
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    except cv2.error:
+        return read_image(path, "opencv")
+    except (OSError, cv2.error):
         return None
-    if bgr is None or bgr.size == 0:
-        return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass
@@ -186,27 +186,28 @@ class Session:
         if not slots:
             return
         start = time.perf_counter()
+        from lorat_tracker.segmentation import mask_results
+
         boxes = np.stack([s.box for s in slots])
         try:
-            masks = self.refiner(image, boxes, box_format="xyxy", on_failure="box")
-            failures = self.refiner.last_failures
+            results = mask_results(self.refiner, image, boxes, box_format="xyxy")
         except Exception as e:  # noqa: BLE001 - the run goes on with box masks; the log says why
             log.exception("SAM failed on frame %s (%s: %s): answering every mask object with its box", path,
                           type(e).__name__, e)
-            masks, failures = [None] * len(slots), []
+            results = [None] * len(slots)
             self.mask_failures += len(slots)
-        for k, reason in failures:
-            log.warning("SAM gave no mask for object %d on frame %s (%s): answering its box as the mask",
-                        self.slots.index(slots[k]), path, reason)
-            masks[k] = None  # answered as the filled box by answer_region
-            self.mask_failures += 1
-        for slot, mask in zip(slots, masks):
-            slot.mask = mask
+        for slot, result in zip(slots, results):
+            if result is not None and result.fallback is not None:
+                log.warning("SAM gave no mask for object %d on frame %s (%s): answering its box as the mask",
+                            self.slots.index(slot), path, result.fallback)
+                self.mask_failures += 1
+                result = None
+            slot.mask = None if result is None else result.mask  # None: answered as the filled box
         self.mask_time += time.perf_counter() - start
 
     def _add(self, image, kind: str, xywh) -> tuple:
         from lorat_tracker.errors import LoRATError
-        from lorat_tracker.tracker import xywh_to_xyxy
+        from lorat_tracker.boxes import xywh_to_xyxy
 
         if xywh is None:
             log.warning("object %d has an empty initial region: it is answered with an empty box", len(self.slots))
@@ -337,7 +338,7 @@ def load_refiner(args, device):
     refiner = BoxToMask.from_pretrained(args.sam_checkpoint, model_type=args.sam_type, device=device,
                                         precision=args.sam_precision)
     dummy = np.full((128, 128, 3), 127, dtype=np.uint8)
-    refiner(dummy, [[48, 48, 32, 32]], on_failure="box")
+    refiner.refine(dummy, [[48, 48, 32, 32]])
     log.info("%s loaded on %s (%s) in %.1f s", refiner.name, refiner.device, refiner.precision,
              time.perf_counter() - start)
     return refiner

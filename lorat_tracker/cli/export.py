@@ -20,8 +20,9 @@ enough: no --variant, no --backbone, no network."""
 
 INFO_DESCRIPTION = """\
 lorat info: say what a weights file is. Reads any weights file LoRAT users have (the released .bin, a
-training model.safetensors, a merged export from `lorat export`, a DINOv2 backbone) and reports its
-variant, format, parameter count, LoRA rank/alpha and whether it needs a --backbone."""
+training model.safetensors, a merged export from `lorat export`, a DINOv2 backbone: Meta .pth, timm
+file or Hugging Face transformers folder with its config.json) and reports its variant, format,
+parameter count, LoRA rank/alpha and whether it needs a --backbone."""
 
 EXPORT_EPILOG = """\
 example:
@@ -32,7 +33,8 @@ example:
 INFO_EPILOG = """\
 examples:
   lorat info base.bin
-  lorat info lorat-B-224.safetensors --json"""
+  lorat info lorat-B-224.safetensors --json
+  lorat info dinov2-base/            (a Hugging Face transformers folder: config.json + model.safetensors)"""
 
 
 def add_parser(sub) -> None:
@@ -46,7 +48,7 @@ def add_parser(sub) -> None:
     q = sub.add_parser("info", help="which variant and format a weights file is; whether it needs a backbone",
                        description=INFO_DESCRIPTION, epilog=INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("file", metavar="FILE", help="any weights file: released .bin, model.safetensors, merged "
-                                                "export or a DINOv2 backbone")
+                                                "export or a DINOv2 backbone (file, or Hugging Face folder)")
     q.add_argument("--json", action="store_true", help="print the fields as JSON instead of text")
     q.set_defaults(func=run_info)
 

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..selftest import describe_hardware, run_selftest
-    from ..tracker import resolve_device
+    from ..runtime import resolve_device
 
     print(f"measured on {describe_hardware(resolve_device(args.device))}, precision {args.precision}")
     report = run_selftest(device=args.device, precision=args.precision, log=print)

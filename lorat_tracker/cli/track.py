@@ -121,13 +121,14 @@ def draw_box(rgb: np.ndarray, box, score: float, index: int, mask: np.ndarray = 
     import cv2
     import numpy as np
 
+    from ..boxes import rounded_corners
+
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if mask is not None and mask.any():
         bgr[mask] = (0.55 * bgr[mask] + 0.45 * np.array(MASK_COLOR_BGR, dtype=np.float32)).astype(np.uint8)
     height, width = bgr.shape[:2]
     thick = max(2, round(min(width, height) / 300))
-    x, y, w, h = (float(v) for v in box)
-    x1, y1, x2, y2 = (int(np.floor(v + 0.5)) for v in (x, y, x + w, y + h))
+    x1, y1, x2, y2 = rounded_corners(box)
     color = (0, 255, 0)
     cv2.rectangle(bgr, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), color, thick)  # pt2 is inclusive
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(width, height) / 600)
@@ -252,7 +253,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..config import load_config
-    from ..tracker import LoRATTracker, validate_box
+    from ..boxes import validate_box
+    from ..tracker import LoRATTracker
     from ..video import open_source
 
     start, end = args.start, args.end
@@ -333,7 +335,7 @@ def run(args) -> int:
             warnings.showwarning = show_warning
             tracker.initialize(image, box)
             pred_box, score = np.asarray(box, dtype=np.float64), 1.0
-            mask = refiner(image, [box], on_failure="box")[0] if refiner is not None else None
+            mask = refiner.refine(image, [box])[0].mask if refiner is not None else None
             tracker.masks = refiner  # from now on every prediction carries its mask
             while True:
                 emit(format_line(pred_box, score))

@@ -80,7 +80,8 @@ def add_parser(sub) -> None:
     g.add_argument("--weight-decay", type=float, default=0.1, metavar="WD", help="default 0.1")
     g.add_argument("--min-lr", type=float, default=1e-6, metavar="LR", help="end of the cosine (default 1e-6)")
     g.add_argument("--warmup-lr", type=float, default=1e-7, metavar="LR", help="start of the warm-up (default 1e-7)")
-    g.add_argument("--warmup-epochs", type=float, default=2, metavar="E", help="linear warm-up (default 2)")
+    g.add_argument("--warmup-epochs", type=float, metavar="E",
+                   help="linear warm-up (default 2; half the run for --epochs 2 or fewer)")
     g.add_argument("--clip", type=float, default=1.0, metavar="NORM", help="gradient norm clipping (default 1.0)")
     g.add_argument("--grad-accum", type=int, default=1, metavar="K",
                    help="split each batch into K accumulated micro-batches (less memory, same result)")
@@ -109,7 +110,7 @@ def add_parser(sub) -> None:
 
 def config_from_args(args):
     from ..errors import LoRATError
-    from ..training.trainer import TrainConfig, absolute_sources
+    from ..training.config import TrainConfig, absolute_sources
 
     def path(p):
         return os.path.abspath(p) if p else None
@@ -135,8 +136,23 @@ def config_from_args(args):
         log_every=args.log_every)
 
 
+def tracking_evaluator(cfg):
+    """The tracking evaluation of the --val sequences, given to the trainer: the GOT-10k toolkit's AO and
+    success rates (integrations/got10k), or a note at each evaluation when got10k is not installed."""
+    from ..training.validation import EvaluatorUnavailable
+
+    if not cfg.val:
+        return None
+    try:
+        from ..integrations.got10k.training import TrackingEvaluator
+    except ImportError as e:
+        return EvaluatorUnavailable(f"note: tracking evaluation skipped ({e.name} is not installed): "
+                                    'pip install "lorat-tracker[got10k]"')
+    return TrackingEvaluator(cfg.variant, backbone=cfg.backbone)
+
+
 def run(args) -> int:
     from ..training.trainer import train
 
     cfg = config_from_args(args)
-    return train(cfg)
+    return train(cfg, evaluator=tracking_evaluator(cfg))

@@ -13,10 +13,10 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..datasets import Sequence
 from ..errors import DatasetLayoutError
+from ..images import read_image
 from .sampler import PairSampler, generator
 from .transform import SiameseTrainTransform
 
@@ -27,8 +27,7 @@ MAX_REDRAWS = 100
 
 def read_frame(path: str) -> np.ndarray:
     """An image file as RGB uint8 (H, W, 3), decoded by PIL without EXIF rotation (as the official loader)."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
+    return read_image(path, "pil")
 
 
 class PairDataset(torch.utils.data.Dataset):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cropping import clip_box, crop_box_cell_mask, rasterize
+from ..boxes import clip_box, rasterize
+from ..cropping import crop_box_cell_mask
 
 
 def _cells(box_xyxy, factor_wh, grid_wh):

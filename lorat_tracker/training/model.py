@@ -36,15 +36,12 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from timm.layers import drop_path as timm_drop_path
 
-from ..config import LoRAConfig, VariantConfig, load_config, validate
+from ..config import LoRAConfig, VariantConfig, validate
 from ..errors import ConfigError, WeightsError
 from ..model import LoRATModel
-from ..tracker import resolve_device
-from ..weights import (StateDict, _block_indices, _classify, _fetch_backbone_with_timm, _instantiate,
-                       _meta_to_timm_key, _variant_mismatch, check_tensors, convert_backbone, merge_lora,
-                       read_weights_file)
+from ..runtime import resolve_device
+from ..weights import META_KEYS, StateDict, check_tensors, instantiate, is_trainable_name, merge_lora, resolve
 
-META_KEYS = ("lora_alpha", "use_rslora")
 # Linears of a block that carry a plain (unsplit) adapter, in our (timm) names.
 _PLAIN_LINEARS = ("attn.proj", "mlp.fc1", "mlp.fc2")
 
@@ -234,12 +231,7 @@ class TrainingModel(LoRATModel):
         base = {k: v.clone() for k, v in state.items() if not (".linear." in k or ".lora." in k)}
         merged, _ = merge_lora(base, adapters, self.cfg, source="the training model")
         dev = device if device is not None else self.pos_embed.device
-        return _instantiate(self.cfg, merged, "the training model", dev)
-
-
-def is_trainable_name(name: str) -> bool:
-    """Official trainable set (reference 2.5): LoRA A/B, the head and the token-type embedding."""
-    return name == "token_type_embed" or name.startswith("head.") or ".lora." in name
+        return instantiate(self.cfg, merged, "the training model", dev).eval()
 
 
 # ----------------------------------------------------------------------------------------- builder
@@ -256,86 +248,25 @@ def build_training_model(variant, backbone=None, weights=None, *, rank: Optional
     ``rslora`` default to the weights file's (its A shape and meta tensors), else the variant's;
     giving one that contradicts the file is an error. ``drop_path`` overrides the variant's rate.
     """
-    cfg = load_config(variant)
-    wf = read_weights_file(weights) if weights is not None else None
-    file_state: StateDict = {}
-    kind = None
-    if wf is not None:
-        kind = _classify(wf)
-        _check_weights_kind(wf.path, kind, cfg)
-        file_state = wf.tensors  # read_weights_file has checked every tensor (float, finite)
-        tte = file_state.get("token_type_embed")
-        if tte is not None and tte.shape[-1] != cfg.backbone.embed_dim:
-            raise WeightsError(_variant_mismatch(wf.path, tte.shape[-1], cfg))
-        lora_blocks = _block_indices(k for k in file_state if ".lora." in k)
-        if lora_blocks != list(range(cfg.backbone.depth)):
-            raise WeightsError(f"{wf.path} has LoRA for {len(lora_blocks)} blocks but variant {cfg.name} has "
-                               f"{cfg.backbone.depth} - it belongs to another variant; check --variant")
-    cfg = _resolve_lora(cfg, file_state, wf.path if wf else None, rank, alpha, rslora)
+    res = resolve(variant, weights, backbone, training=True)
+    cfg = _resolve_lora(res.cfg, res.trained, res.weights_source, rank, alpha, rslora)
     if drop_path is not None:
         cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, drop_path=float(drop_path)))
         problems = validate(cfg)
         if problems:
             raise ConfigError(f"drop_path {drop_path}: " + "; ".join(problems))
-
-    # Frozen backbone, in our inference key names (pos_embed already resized to the search grid).
-    if kind == "lorat-full-unmerged":
-        frozen = {_meta_to_timm_key(k): v for k, v in file_state.items()
-                  if k not in META_KEYS and not is_trainable_name(k)}
-        source = wf.path
-    else:
-        if backbone is not None:
-            bf = read_weights_file(backbone)
-            bkind = _classify(bf)
-            if bkind.startswith("lorat") or bkind == "merged-export":
-                raise WeightsError(f"{bf.path} is a LoRAT weights file, not a DINOv2 backbone - pass "
-                                   f"{cfg.backbone.meta_file or 'the DINOv2 file'} as the backbone "
-                                   "(--backbone) and the LoRAT file as --weights")
-            tensors, source = bf.tensors, bf.path  # checked by read_weights_file
-        else:
-            tensors, source = _fetch_backbone_with_timm(cfg), cfg.backbone.timm_name
-            check_tensors(tensors, source)
-        frozen = convert_backbone(tensors, cfg, source=source)
-        frozen = _split_for_training(frozen, cfg)
-
+    # The frozen backbone (resolved in inference keys) in the training layout, plus the trained tensors.
+    state = _split_for_training(res.base, cfg)
     with torch.device("meta"):
-        model = TrainingModel(cfg, grad_checkpointing=grad_checkpointing)
-    expected = model.state_dict()
-    state: StateDict = {}
-    for k in expected:
-        if is_trainable_name(k):
-            continue
-        if k not in frozen:
-            raise WeightsError(f"{source} lacks the backbone tensor {k} of variant {cfg.name} - pass the "
-                               f"{cfg.backbone.meta_file or 'DINOv2'} backbone of this variant")
-        state[k] = frozen[k]
-    if wf is not None:
-        state.update(_trainable_from_file(model, file_state, wf.path, full=kind == "lorat-full-unmerged"))
+        skeleton = TrainingModel(cfg)
+    if res.weights_source is not None:
+        state.update(_trainable_from_file(skeleton, res.trained, res.weights_source))
     else:
-        state.update(official_init(model, seed))
-    for k, ref in expected.items():
-        if tuple(state[k].shape) != tuple(ref.shape):
-            raise WeightsError(f"{source if not is_trainable_name(k) else wf.path}: tensor {k} has shape "
-                               f"{tuple(state[k].shape)} but variant {cfg.name} expects {tuple(ref.shape)} "
-                               "- check --variant")
-    state = {k: v.to(torch.float32).contiguous() for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
+        state.update(official_init(skeleton, seed))
+    model = instantiate(cfg, state, res.backbone_source, resolve_device(device),
+                        model_class=lambda c: TrainingModel(c, grad_checkpointing=grad_checkpointing))
     model._freeze()
-    model.head.reset_buffers()
-    return model.to(resolve_device(device))
-
-
-def _check_weights_kind(path: str, kind: str, cfg: VariantConfig) -> None:
-    if kind in ("backbone-meta", "backbone-timm"):
-        raise WeightsError(f"{path} is a DINOv2 backbone, not LoRAT weights - pass it as the backbone "
-                           "(--backbone) and the released LoRAT .bin as --weights")
-    if kind in ("merged-export", "lorat-merged"):
-        raise WeightsError(f"{path} holds merged weights (LoRA already folded into the backbone), which "
-                           "cannot be fine-tuned as LoRA - pass the unmerged LoRAT file (the released .bin, "
-                           "a training model.safetensors or a previous run's lorat.bin)")
-    if kind not in ("lorat-lora", "lorat-full-unmerged"):
-        raise WeightsError(f"{path} holds no LoRA tensors of a LoRAT model (it is {kind}) - pass the "
-                           f"released LoRAT .bin of variant {cfg.name}")
+    return model
 
 
 def _resolve_lora(cfg: VariantConfig, file_state: StateDict, path: Optional[str], rank, alpha,
@@ -379,7 +310,7 @@ def _split_for_training(frozen: StateDict, cfg: VariantConfig) -> StateDict:
     return out
 
 
-def _trainable_from_file(model: TrainingModel, file_state: StateDict, path: str, full: bool) -> StateDict:
+def _trainable_from_file(model: TrainingModel, file_state: StateDict, path: str) -> StateDict:
     """The trained tensors of a LoRAT file, under our names; every one present, nothing left over."""
     ours = {model.official_name(k): k for k in model.state_dict() if is_trainable_name(k)}
     missing = sorted(name for name in ours if name not in file_state)
@@ -387,12 +318,16 @@ def _trainable_from_file(model: TrainingModel, file_state: StateDict, path: str,
         raise WeightsError(f"{path} lacks {len(missing)} trainable tensors of variant {model.cfg.name} "
                            f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}) - it belongs "
                            "to another variant or LoRA layout, or it is incomplete")
-    # A full unmerged file also carries the frozen tensors; a LoRA-only file must hold nothing else.
-    unexpected = sorted(k for k in file_state if k not in ours and k not in META_KEYS
-                        and (is_trainable_name(k) or not full))
+    # (resolve has refused frozen tensors in a LoRA-only file; a full file's are the backbone.)
+    unexpected = sorted(k for k in file_state if k not in ours and is_trainable_name(k))
     if unexpected:
         raise WeightsError(f"{path} has {len(unexpected)} trainable tensors that variant {model.cfg.name} "
                            f"does not have ({', '.join(unexpected[:4])}) - check --variant")
+    shapes = model.state_dict()
+    for name, k in ours.items():
+        if tuple(file_state[name].shape) != tuple(shapes[k].shape):
+            raise WeightsError(f"{path}: tensor {name} has shape {tuple(file_state[name].shape)} but variant "
+                               f"{model.cfg.name} expects {tuple(shapes[k].shape)} - check --variant")
     return {k: file_state[name] for name, k in ours.items()}
 
 

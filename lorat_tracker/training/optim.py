@@ -10,13 +10,13 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from .. import distributed
+from .. import distributed, runtime
+from ..constants import PRECISIONS  # noqa: F401  (the names inference uses too; runtime.PRECISION_POLICIES)
 from ..errors import ConfigError
-from ..tracker import resolve_device
+from ..runtime import resolve_device
 from .loss import reduce_num_pos
 from .model import unwrap_model
 
-from ..constants import PRECISIONS  # the names inference uses too
 BATCH_KEYS = ("z", "x", "z_feat_mask", "positive_mask", "label_boxes")
 
 
@@ -81,22 +81,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, epochs: int, iters_per_
 
 
 def precision_name(precision: str, device) -> str:
-    """The precision a run uses: "auto" is fp16 (official, with a GradScaler) on CUDA, fp32 elsewhere."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)} (--precision)")
-    if precision == "auto":
-        return "fp16" if torch.device(device).type == "cuda" else "fp32"
-    return precision
+    """The precision a run uses: "auto" is fp16 (official, with a GradScaler) on CUDA, fp32 elsewhere
+    (the "training" row of ``runtime.PRECISION_POLICIES``)."""
+    return runtime.precision_name(precision, device, "training")
 
 
 def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
-    """None = float32; otherwise the autocast dtype. "auto": fp16 (official) on CUDA, else fp32."""
-    device = torch.device(device)
-    precision = precision_name(precision, device)
-    if precision == "fp16" and device.type not in ("cuda", "mps"):
-        raise ConfigError(f"fp16 training needs a GPU (its GradScaler and half kernels); on {device.type} "
-                          "use --precision bf16 or fp32")
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    """None = float32; otherwise the autocast dtype. "auto": fp16 (official) on CUDA, else fp32; fp16
+    is refused off CUDA / MPS."""
+    return runtime.resolve_precision(precision, device, "training")
 
 
 def _mean_over_ranks(metrics: Dict[str, float]) -> Dict[str, float]:

@@ -23,8 +23,8 @@ import torchvision.transforms.functional as TF
 from PIL import ImageFilter, ImageOps
 
 from ..config import VariantConfig, load_config
-from ..cropping import clip_box, nominal_crop_params, pixel_aligned_crop
-from ..tracker import xywh_to_xyxy
+from ..boxes import clip_box, map_box, xywh_to_xyxy
+from ..cropping import nominal_crop_params, pixel_aligned_crop
 from .labels import label_boxes, positive_mask, template_feat_mask
 
 SCALE_JITTER = 0.25
@@ -62,13 +62,6 @@ def jittered_search_params(box_xyxy, area_factor: float, size_wh, rng: np.random
     max_shift = 0.5 * translation_jitter * (w * scale[0] + h * scale[1])
     translation = np.array([out_w / 2 - cx * scale[0], out_h / 2 - cy * scale[1]]) + u * max_shift
     return scale, translation
-
-
-def map_box(box_xyxy, scale, translation) -> np.ndarray:
-    b = np.asarray(box_xyxy, dtype=np.float64)
-    sx, sy = scale
-    tx, ty = translation
-    return np.array([b[0] * sx + tx, b[1] * sy + ty, b[2] * sx + tx, b[3] * sy + ty])
 
 
 def search_box_acceptable(box_crop_xyxy, size_wh, min_size: float = MIN_OBJECT_SIZE) -> bool:

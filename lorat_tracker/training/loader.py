@@ -1,0 +1,38 @@
+"""The data position: which dataset indices global step ``s`` trains on, and the DataLoader of this
+rank's share of each global batch.
+
+The pairs of global step ``s`` are the dataset indices ``[s * B, (s + 1) * B)`` (``B`` = global
+batch) and a pair is a pure function of (seed, epoch, index) (``PairDataset``), so neither the number
+of data workers nor the number of ranks changes what is trained: rank ``r`` of ``W`` takes the
+``r``-th contiguous ``B / W`` slice of every global batch.
+"""
+from __future__ import annotations
+
+import signal
+from typing import List, Sequence
+
+import torch
+
+
+def step_indices(step: int, batch_size: int, rank: int = 0, world: int = 1) -> List[int]:
+    """Dataset indices of this rank's share of global step ``step``: a contiguous ``batch_size / world``
+    slice of ``[step * batch_size, (step + 1) * batch_size)``."""
+    per = batch_size // world
+    start = step * batch_size + rank * per
+    return list(range(start, start + per))
+
+
+def _worker_init(_):
+    # Ctrl-C is the main process's business: it finishes the step and writes a checkpoint, and a
+    # worker dying of the same SIGINT would turn that into a DataLoader crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world: int, workers: int,
+                pin_memory: bool = False):
+    batches = [step_indices(s, batch_size, rank, world) for s in steps]
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                                       worker_init_fn=_worker_init if workers else None,
+                                       pin_memory=pin_memory, persistent_workers=False,
+                                       prefetch_factor=4 if workers else None)
