@@ -383,8 +383,12 @@ def lasot_sequences(root: str, subset: str = "test") -> Dict[str, SequenceFiles]
             excluded = set(test)
             names = [n for n in sequences if n not in excluded]
         if not names:
+            # Sequences are there, just not the split's: say so, and how to use them anyway.
             example = os.path.join(root, "airplane", "airplane-1" if subset == "test" else "airplane-2")
-            raise layout_error("lasot", root, f"the sequences of the LaSOT {subset} split (none found, e.g. {example})")
+            cli = f" (on the command line: lorat eval lasot-ext --root {root})" if subset == "test" else ""
+            raise DatasetLayoutError(
+                f"{root} holds {len(sequences)} LaSOT-layout sequences (e.g. {next(iter(sequences))}) but none of the "
+                f"LaSOT {subset} split (e.g. {example}): subset='all' takes every sequence found{cli}")
         sequences = {n: sequences[n] for n in names}
     elif subset != "all":
         raise DatasetLayoutError(f"unknown LaSOT subset {subset!r}: use 'train', 'test' or 'all'")

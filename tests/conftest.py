@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS_DIR))  # so tests can `import synthetic`
+sys.path.insert(0, str(TESTS_DIR))  # so tests can `import run_cli`, `import tiny_sam`
 
 import torch  # noqa: E402
 

@@ -15,7 +15,7 @@ import torch
 
 from lorat_tracker.batched import (BATCH_TOLERANCE_PX, SequenceJob, blas_rows_match_batch_one, iter_batched,
                                    lockstep_schedule, read_rgb, run_batched, track_sequential)
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 # Different lengths (including a one-frame sequence), frame sizes and frame sources.
 LENGTHS = [7, 3, 1, 9, 4]

@@ -4,9 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from run_cli import REPO
 
 
+@pytest.mark.slow
 def test_speed_benchmark_shows_progress_on_stderr():
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "speed.py"), "--variant", "tiny-mlp-224",
                            "--precision", "fp32,bf16", "--frames", "2", "--warmup", "1", "--iou-frames", "2"],

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("got10k")
 
-import synthetic_datasets as sd  # noqa: E402
+from lorat_tracker import demo as sd  # noqa: E402
 from run_cli import run_lorat  # noqa: E402
 from lorat_tracker.cli import EXIT_INTERRUPTED, EXIT_USAGE, main  # noqa: E402
 
@@ -27,6 +27,7 @@ def lasot_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_eval_lasot_end_to_end_resumes_and_compares(lasot_root, tiny_model, tmp_path):
     common = ["--root", lasot_root, *tiny_model.cli_args(), "--device", "cpu", "--name", NAME,
               "--results", tmp_path / "results", "--reports", tmp_path / "reports"]
@@ -85,6 +86,7 @@ def test_ctrl_c_keeps_finished_sequences(lasot_root, tiny_model, tmp_path, monke
     assert "run the same command again to resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_wrong_layout_is_one_line_without_traceback(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     out = lorat_eval("lasot", "--root", tmp_path / "empty", *tiny_model.cli_args(), cwd=tmp_path)
@@ -94,6 +96,7 @@ def test_wrong_layout_is_one_line_without_traceback(tmp_path, tiny_model):
     assert len(lines) == 1 and "is not a LaSOT dataset root: missing" in lines[0] and "groundtruth.txt" in lines[0]
 
 
+@pytest.mark.slow
 def test_unknown_benchmark_is_one_line_without_traceback(tmp_path, tiny_model):
     out = lorat_eval("vot2099", "--root", tmp_path, *tiny_model.cli_args(), cwd=tmp_path)
     assert out.returncode == EXIT_USAGE and "Traceback" not in out.stderr

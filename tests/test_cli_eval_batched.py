@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("got10k")
 
-import synthetic_datasets as sd  # noqa: E402
+from lorat_tracker import demo as sd  # noqa: E402
 from run_cli import run_lorat  # noqa: E402
 
 NAME = "tiny"
@@ -69,6 +69,7 @@ def sequential(lasot_root, tiny_model, tmp_path_factory):
     return _results(out)
 
 
+@pytest.mark.slow
 def test_batched_eval_writes_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
     proc = _run((), lasot_root, tiny_model, tmp_path, "--batch-size", "2")
     assert len(sequential) == 3
@@ -76,12 +77,14 @@ def test_batched_eval_writes_the_sequential_files(lasot_root, tiny_model, tmp_pa
     assert "tracker" in proc.stdout and "AUC" in proc.stdout
 
 
+@pytest.mark.slow
 def test_batch_size_zero_is_a_usage_error(lasot_root, tiny_model, tmp_path):
     proc = run_lorat("eval", "lasot", "--root", lasot_root, *tiny_model.cli_args(), "--batch-size", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--batch-size must be at least 1" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_write_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")

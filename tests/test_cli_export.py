@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from run_cli import run_lorat
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cli import main as lorat_main
@@ -38,6 +38,7 @@ def test_exported_file_alone_gives_identical_boxes(exported, tiny_model):
         assert a.score == b.score
 
 
+@pytest.mark.slow
 def test_info_on_export(exported, tiny_model):
     r = run_lorat("info", exported)
     assert r.returncode == 0, r.stderr

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from run_cli import run_lorat
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.cli import main as lorat_main
 
@@ -99,6 +99,7 @@ def test_track_mp4_matches_core_tracker(clip, tiny_model, tmp_path):
     np.testing.assert_allclose(rows[1:, 4], [p.score for p in expected], atol=6e-5)
 
 
+@pytest.mark.slow
 def test_track_folder_gt_box_end_inclusive_and_avi(clip, tiny_model, tmp_path):
     boxes_txt, video = tmp_path / "boxes.txt", tmp_path / "annotated.avi"
     r = run_lorat("track", clip["frames"], "--box", clip["gt"], *tiny_model.cli_args(), "--device", "cpu",
@@ -110,6 +111,7 @@ def test_track_folder_gt_box_end_inclusive_and_avi(clip, tiny_model, tmp_path):
     assert count_video_frames(video) == 5
 
 
+@pytest.mark.slow
 def test_track_glob_start_to_stdout(clip, tiny_model):
     start = 6
     init = clip["seq"].boxes[0, start]
@@ -123,6 +125,7 @@ def test_track_glob_start_to_stdout(clip, tiny_model):
     assert f"({start}..{NUM_FRAMES - 1})" in r.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_written(tiny_model, tmp_path):
     seq = render_sequence(num_frames=60, size_wh=(160, 120), seed=5, object_size=(30, 24))
     frames = tmp_path / "frames"

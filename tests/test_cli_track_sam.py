@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("segment_anything")
 
 import tiny_sam  # noqa: E402
-from synthetic import render_sequence  # noqa: E402
+from lorat_tracker.demo import render_sequence  # noqa: E402
 
 from lorat_tracker.cli import main as lorat_main  # noqa: E402
 from lorat_tracker.images import read_rgb  # noqa: E402
@@ -38,6 +38,7 @@ def box_arg(box) -> str:
     return ",".join(f"{v:g}" for v in box)
 
 
+@pytest.mark.slow
 def test_track_writes_sam_masks_and_overlay(frames, sam_file, tiny_model, tmp_path, capsys):
     folder, box = frames
     old = os.umask(0o022)

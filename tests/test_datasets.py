@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-import synthetic_datasets as sd
+from lorat_tracker import demo as sd
 from lorat_tracker.datasets import SourceSpec, lasot_test_names, parse_source, read_source
 from lorat_tracker.errors import AnnotationError, DatasetLayoutError, LoRATError
 
@@ -255,6 +255,7 @@ def test_only_absent_targets_leave_nothing_to_train_on(tmp_path):
 
 # ---------------------------------------------------------------- lorat eval: checked before tracking
 
+@pytest.mark.slow
 def test_lorat_eval_refuses_a_malformed_line_before_tracking(tmp_path, tiny_model):
     line, where = "12,30,abc,20", "line 3: '12,30,abc,20' is not 4 numbers"
     from run_cli import run_lorat

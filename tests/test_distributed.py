@@ -18,7 +18,7 @@ LENGTHS = {"a": 5, "b": 3, "c": 6, "d": 2, "e": 4}
 
 def _jobs():
     from lorat_tracker.batched import SequenceJob
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     jobs = []
     for i, (name, n) in enumerate(LENGTHS.items()):
@@ -79,6 +79,7 @@ def test_single_process_defaults(monkeypatch):
     assert dist_utils.device_for_rank("cpu") == torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path):
     tests_dir = str(Path(__file__).resolve().parent)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), tests_dir), nprocs=2, join=True)

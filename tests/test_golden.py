@@ -109,6 +109,7 @@ def test_selftest_command_passes():
     assert "not bit-exact" in out.stdout and "tolerance 0.001 px" in out.stdout
 
 
+@pytest.mark.slow
 def test_selftest_fails_when_tolerance_is_impossible():
     # Exit code means something: a negative tolerance can never be met.
     out = run_lorat("selftest", "--tolerance", "-1", timeout=300)

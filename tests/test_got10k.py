@@ -17,7 +17,7 @@ from lorat_tracker.integrations.got10k import (Benchmark, ExperimentLaSOT, Exper
 from lorat_tracker.integrations.got10k.experiments import atomic_savetxt  # noqa: E402
 from lorat_tracker.errors import DatasetLayoutError, LoRATError  # noqa: E402
 
-import synthetic_datasets as sd  # noqa: E402
+from lorat_tracker import demo as sd  # noqa: E402
 
 FRAMES = 10
 
@@ -52,9 +52,17 @@ class OracleTracker(Tracker):
         return boxes, np.full(len(img_files), 0.01)
 
 
+def toolkit_rgb(path) -> np.ndarray:
+    """A frame as the got10k toolkit hands it over (PIL, RGB), as an array."""
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as im:
+        return np.array(im.convert("RGB"))
+
+
 def lorat_boxes(lorat, img_files, init_box):
     """LoRATTracker driven directly on the same frames (read the way the toolkit reads them)."""
-    frames = [sd.read_rgb(f) for f in img_files]
+    frames = [toolkit_rgb(f) for f in img_files]
     lorat.initialize(frames[0], init_box)
     return np.array([init_box] + [lorat.track(f).box for f in frames[1:]])
 
@@ -260,6 +268,15 @@ def test_other_layouts_with_an_oracle(tmp_path):
 
 
 # ---------------------------------------------------------------- errors, helpers
+
+def test_lasot_without_test_sequences_says_subset_all_takes_them(tmp_path):
+    sd.write_lasot(tmp_path, names=("airplane-2", "bird-5"), frames=3)   # both in the train split
+    with pytest.raises(DatasetLayoutError) as e:
+        ExperimentLaSOT(str(tmp_path))
+    message = str(e.value)
+    assert "holds 2 LaSOT-layout sequences" in message and "none of the LaSOT test split" in message
+    assert "subset='all' takes every sequence found" in message and "lorat eval lasot-ext" in message
+    assert ExperimentLaSOT(str(tmp_path), subset="all").dataset.seq_names == ["airplane-2", "bird-5"]  # the advice works
 
 def test_wrong_layout_is_a_typed_error_naming_what_is_missing(data, tmp_path):
     with pytest.raises(DatasetLayoutError) as e:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.integrations.opencv import DEFAULT_SCORE_THRESHOLD, TrackerLoRAT, create, to_int_rect
 from lorat_tracker import InvalidBoxError, NotInitializedError

@@ -11,8 +11,8 @@ import torch
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box
 from lorat_tracker.errors import ConfigError
+from lorat_tracker.demo import render_sequence
 from lorat_tracker.runtime import CompileWarning, CudaGraphForward
-from synthetic import render_sequence
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.integrations.pytracking import (LoRATPytracking, TrackerParams, clear_network_cache,
                                                    install_templates, lorat_params)

@@ -246,7 +246,7 @@ def test_sam_failure_on_a_frame_falls_back_to_the_box(refiner, monkeypatch):
 def test_typed_results_and_the_tracker_warns_on_a_fallback(refiner, tiny_model):
     """``refine`` gives one MaskResult per box: SAM's mask (the same as ``__call__``'s) or the filled box
     and why; the tracker warns with MaskFallbackWarning naming the target and uses the box."""
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     from lorat_tracker import MaskFallbackWarning
     from lorat_tracker.segmentation import MaskResult, mask_results
@@ -342,7 +342,7 @@ def test_wrong_size_type_precision_and_missing_package(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- in the tracker
 
 def test_tracker_predictions_carry_masks_and_the_box_drives(refiner, tiny_model):
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     from lorat_tracker import LoRATTracker, Prediction
     from lorat_tracker.errors import ConfigError as CE

@@ -6,14 +6,14 @@ import warnings
 import numpy as np
 import pytest
 
-import synthetic
+from lorat_tracker.demo import render_sequence
 from lorat_tracker import (ConfigError, FrameSizeWarning, InvalidBoxError, InvalidImageError, LoRATError,
                            LoRATTracker, NotInitializedError, Prediction, available_variants, load_config)
 
 
 @pytest.fixture(scope="module")
 def seq():
-    return synthetic.render_sequence(num_frames=6, num_objects=2, seed=3)
+    return render_sequence(num_frames=6, num_objects=2, seed=3)
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import synthetic_datasets as sd
+from lorat_tracker import demo as sd
 from run_cli import REPO, run_lorat
 
 # 2 epochs x 5 steps of 8 pairs: long enough to interrupt mid-epoch, a few seconds on one core.
@@ -123,6 +123,7 @@ def test_outputs_of_a_run(reference, tiny_model, tmp_path):
                   "--backbone", tiny_model.backbone, "--out", merged]) == 0 and merged.is_file()
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_runs_end_with_the_same_weights(reference, tiny_model, data_root, tmp_path,
                                                                  capsys):
     expected = _weights(reference)
@@ -162,6 +163,7 @@ def test_interrupted_and_resumed_runs_end_with_the_same_weights(reference, tiny_
     assert _tree(out) == before
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_train_the_weights_of_one_process(reference, tiny_model, data_root, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")

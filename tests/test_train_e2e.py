@@ -10,12 +10,13 @@ import pytest
 
 pytest.importorskip("got10k")
 
-import synthetic_datasets as sd  # noqa: E402
+from lorat_tracker import demo as sd  # noqa: E402
 
 HELD_OUT = 12      # AO over fewer sequences jumps with a single lost target
 OBJECT_CELLS = 16  # a busy object texture: the random-weight test backbone can tell it from the background
 
 
+@pytest.mark.slow
 def test_fine_tuning_on_generated_videos_tracks_held_out_ones_better(tiny_model, tmp_path, capsys):
     from lorat_tracker.cli import main
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import synthetic_datasets as sd
+from lorat_tracker import demo as sd
 from run_cli import REPO
 
 TRAINING = REPO / "lorat_tracker" / "training"

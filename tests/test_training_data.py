@@ -287,7 +287,7 @@ def test_epoch_plan_weights_cycles_and_reshuffles():
 
 @pytest.fixture(scope="module")
 def folder_source(tmp_path_factory):
-    import synthetic_datasets as sd
+    from lorat_tracker import demo as sd
 
     root = tmp_path_factory.mktemp("folder")
     sd.write_folder(root, count=3, frames=10, absent=[2, 3])

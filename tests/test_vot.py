@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("trax")
 pytest.importorskip("vot")
 
-from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
+from lorat_tracker.demo import write_vot_boxes, write_vots_masks  # noqa: E402
 
 from lorat_tracker.boxes import rasterized_xywh  # noqa: E402
 from lorat_tracker.images import read_rgb  # noqa: E402  (the OpenCV decode the TraX server uses too)
@@ -139,14 +139,14 @@ def make_workspace_in_process(tmp: Path, stack: str, sequences: Path, tiny_model
 @pytest.fixture(scope="module")
 def box_ws(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("vot_box")
-    write_box_sequences(tmp / "src", count=2, num_frames=10)
+    write_vot_boxes(tmp / "src", count=2, frames=10)
     return make_workspace(tmp, "vot2022/shorttermbox", tmp / "src", tiny_model)
 
 
 @pytest.fixture(scope="module")
 def mask_ws(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("vot_mask")
-    seqs = write_mask_sequences(tmp / "src", count=2, num_frames=10, num_objects=2)
+    seqs = write_vots_masks(tmp / "src", count=2, frames=10, objects=2)
     return make_workspace_in_process(tmp, "tests/multiobject", tmp / "src", tiny_model), seqs
 
 
@@ -170,6 +170,7 @@ def test_registration_entry_is_absolute_and_loadable(box_ws):
 
 # ---------------------------------------------------------------------------- box stack (rectangles)
 
+@pytest.mark.slow
 def test_box_stack_plain_vot_matches_core_tracker(box_ws, tiny_model):
     """Plain `vot evaluate` (unsupervised): the answers are the core tracker's boxes, rasterized."""
     ok(vot("evaluate", "--workspace", box_ws, "--experiments", "unsupervised", ID))
@@ -208,6 +209,7 @@ def test_start_up_hook_patches_vot_0_9_0_when_imported_and_nothing_else(tmp_path
     assert answers["other-version"][1:] == answers["off"][1:]  # and the finder removed itself
 
 
+@pytest.mark.slow
 def test_box_stack_multistart_with_plain_vot_and_realtime_with_lorat_vot(box_ws, plain_vot):
     """Plain `vot evaluate` runs vot2022/shorttermbox's multistart baseline (which fails in plain 0.9.0
     with `ObjectQuery.state must be a Region`) thanks to the start-up hook; `lorat vot evaluate` then
@@ -284,6 +286,7 @@ def test_vot_test_passes_and_unreadable_frame_gets_last_box(box_ws, tmp_path, ti
     assert "cannot read frame" in log and "00000004.jpg" in log
 
 
+@pytest.mark.slow
 def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
     from lorat_tracker.integrations.vot.registration import register
 
@@ -296,9 +299,10 @@ def test_crash_leaves_a_log_in_the_workspace(box_ws, tiny_model):
     assert "cannot start" in log and "DINOv2 backbone" in log
 
 
+@pytest.mark.slow
 def test_supervised_stack_with_lorat_vot(tmp_path, tiny_model):
     """VOT2013-2019 style `supervised` experiments (broken in plain 0.9.0) run with `lorat vot`."""
-    write_box_sequences(tmp_path / "src", count=1, num_frames=6)
+    write_vot_boxes(tmp_path / "src", count=1, frames=6)
     ws = make_workspace_in_process(tmp_path, "vot2018/shortterm", tmp_path / "src", tiny_model)
     assert "env_LORAT_VOT_MULTIOBJECT = 0" in (ws / "trackers.ini").read_text()  # auto: one object at a time
     ok(lorat("vot", "evaluate", "--workspace", ws, "--experiments", "baseline", ID))
@@ -311,6 +315,7 @@ def test_supervised_stack_with_lorat_vot(tmp_path, tiny_model):
 
 # ------------------------------------------------------------------ VOTS multi-object (mask) stack
 
+@pytest.mark.slow
 def test_vots_mask_stack_batched_filled_boxes(mask_ws, tiny_model):
     """Plain `vot evaluate` + `vot analysis` on a multi-object mask stack: one batched process per
     sequence, answers are filled-box masks equal to the core tracker's batched boxes."""
@@ -321,7 +326,7 @@ def test_vots_mask_stack_batched_filled_boxes(mask_ws, tiny_model):
         seq_dir = ws / "sequences" / name
         paths = frame_paths(seq_dir)
         first = read_rgb(paths[0])
-        targets = [tracker.new_target(first, mask_bbox(seq.masks[o][0])) for o in range(2)]
+        targets = [tracker.new_target(first, list(map(float, mask_bbox_xywh(seq.masks[o][0])))) for o in range(2)]
         results = [read_results(ws / "results" / ID / "baseline" / name / f"{name}_obj{o + 1}_001.bin")
                    for o in range(2)]
         for k in range(1, len(paths)):
@@ -372,6 +377,7 @@ def test_bad_registration_arguments_give_one_clear_line(tmp_path, tiny_model, ca
     assert not (ws / "trackers.ini").exists()
 
 
+@pytest.mark.slow
 def test_bad_registration_subprocess_has_no_traceback(tmp_path, tiny_model):
     proc = lorat("vot", "register", "--workspace", tmp_path, "--variant", tiny_model.variant,
                  "--weights", tmp_path / "missing.bin")
@@ -406,7 +412,7 @@ def test_register_names_the_command_that_works_here(tmp_path, tiny_model, monkey
     from lorat_tracker.integrations.vot import hook
     from lorat_tracker.integrations.vot.registration import register
 
-    write_box_sequences(tmp_path / "src", count=1, num_frames=3)
+    write_vot_boxes(tmp_path / "src", count=1, frames=3)
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
     ws = create_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=tmp_path / "src", log=lambda *_: None)
@@ -434,7 +440,7 @@ def test_workspace_helper_is_offline_and_leaves_sources_untouched(tmp_path):
     from lorat_tracker.integrations.vot.registration import WorkspaceError
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
-    write_box_sequences(tmp_path / "src", count=2, num_frames=4)
+    write_vot_boxes(tmp_path / "src", count=2, frames=4)
     for name in ("box1", "box2"):
         (tmp_path / "src" / name / "anchor.value").unlink()
         (tmp_path / "src" / name / "sequence").unlink()

@@ -20,11 +20,12 @@ pytest.importorskip("vot")
 pytest.importorskip("segment_anything")
 
 import tiny_sam  # noqa: E402
-from synthetic_vot import mask_bbox, write_box_sequences, write_mask_sequences  # noqa: E402
+from lorat_tracker.demo import write_vot_boxes, write_vots_masks  # noqa: E402
 from test_vot import frame_paths, kind, lorat, ok, read_results, vot  # noqa: E402
 
 from lorat_tracker.boxes import rasterized_xywh  # noqa: E402
 from lorat_tracker.images import read_rgb  # noqa: E402
+from lorat_tracker.integrations.vot.regions import mask_bbox_xywh  # noqa: E402
 
 ID = "LoRAT_tiny_SAM"
 
@@ -54,12 +55,13 @@ def full_mask(region, size_wh) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 def test_vots_mask_stack_gets_sam_masks(tmp_path, tiny_model, sam_file, refiner):
     """Plain `vot evaluate` + `vot analysis` (the VOTS measures) on a 2-object mask stack: every object of
     every sequence has a mask trajectory whose masks are the refiner applied to the core tracker's boxes."""
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
-    seqs = write_mask_sequences(tmp_path / "src", count=2, num_frames=4, num_objects=2)
+    seqs = write_vots_masks(tmp_path / "src", count=2, frames=4, objects=2)
     ws = create_workspace(tmp_path / "ws", "tests/multiobject", sequences=tmp_path / "src", log=lambda *_: None)
     register_sam(ws, tiny_model, sam_file)
     ok(vot("evaluate", "--workspace", ws, ID))
@@ -68,7 +70,7 @@ def test_vots_mask_stack_gets_sam_masks(tmp_path, tiny_model, sam_file, refiner)
     for name, seq in seqs.items():
         paths = frame_paths(ws / "sequences" / name)
         first = read_rgb(paths[0])
-        targets = [tracker.new_target(first, mask_bbox(seq.masks[o][0])) for o in range(2)]
+        targets = [tracker.new_target(first, list(map(float, mask_bbox_xywh(seq.masks[o][0])))) for o in range(2)]
         results = [read_results(ws / "results" / ID / "baseline" / name / f"{name}_obj{o + 1}_001.bin")
                    for o in range(2)]
         assert all(len(r) == len(paths) == 4 for r in results)
@@ -94,11 +96,12 @@ def test_vots_mask_stack_gets_sam_masks(tmp_path, tiny_model, sam_file, refiner)
     assert 0 < quality <= 1
 
 
+@pytest.mark.slow
 def test_box_stack_keeps_rectangles_with_sam(tmp_path, tiny_model, sam_file):
     """The same registration on a box stack: rectangles, the core tracker's boxes."""
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
-    write_box_sequences(tmp_path / "src", count=1, num_frames=3)
+    write_vot_boxes(tmp_path / "src", count=1, frames=3)
     ws = create_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=tmp_path / "src", log=lambda *_: None)
     register_sam(ws, tiny_model, sam_file)
     ok(vot("evaluate", "--workspace", ws, "--experiments", "unsupervised", ID))
@@ -116,7 +119,7 @@ def test_session_mixed_objects_and_sam_failure(tiny_model, refiner, caplog):
     """In one session a rectangle object keeps its rectangle and a mask object gets SAM's mask; when SAM
     fails on a frame the object is answered with its box as a mask, logged, and the run goes on."""
     import trax
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     from lorat_tracker.integrations.vot.server import Session, answer_region
 
@@ -149,7 +152,7 @@ def test_session_mixed_objects_and_sam_failure(tiny_model, refiner, caplog):
 
 def test_session_answers_the_box_where_sam_gives_no_mask(tiny_model, caplog):
     """SAM's typed fallback (NaN logits) for one object: logged with its reason, counted, answered as the box."""
-    from synthetic import render_sequence
+    from lorat_tracker.demo import render_sequence
 
     from lorat_tracker.integrations.vot.server import Session
 
@@ -177,7 +180,7 @@ def test_vots_2025_2026_workspaces_load_offline(tmp_path, stack):
 
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
-    write_mask_sequences(tmp_path / "src", count=1, num_frames=3, num_objects=2)
+    write_vots_masks(tmp_path / "src", count=1, frames=3, objects=2)
     ws = create_workspace(tmp_path / "ws", stack, sequences=tmp_path / "src", log=lambda *_: None)
     loaded = Workspace.load(str(ws))
     assert [s.name for s in loaded.dataset] == ["multi1"]

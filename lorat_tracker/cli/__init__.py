@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "export": "lorat_tracker.cli.export",
     "info": "lorat_tracker.cli.export",
     "selftest": "lorat_tracker.cli.selftest",
+    "demo-data": "lorat_tracker.cli.demo",
     "vot": "lorat_tracker.integrations.vot.cli",
 }
 
