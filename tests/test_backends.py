@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TinyModel
 from run_cli import run_lorat
-from synthetic import render_sequence
+from lorat_tracker.demo import render_sequence
 
 from lorat_tracker import LoRATTracker
 from lorat_tracker.backends import BACKENDS, import_runtime, load_network
