@@ -351,6 +351,7 @@ def test_cli_message_translation_covers_every_python_advice_in_the_core():
     found = set()
     modules = ["tracker.py", "config.py", "batched.py", "video.py"]
     modules += sorted(str(p.relative_to(core)) for p in (core / "weights").glob("*.py"))
+    modules += sorted(str(p.relative_to(core)) for p in (core / "backends").glob("*.py"))
     for module in modules:
         for literal in re.findall(r"f?\"[^\"\n]*\"", (core / module).read_text()):
             for m in re.finditer(r"\b(\w+)=(PATH|'[^']*'|\)|\"|$)", literal):

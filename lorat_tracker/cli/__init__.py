@@ -36,8 +36,13 @@ SUBCOMMANDS = {
 # flags directly; this table and ``cli_message`` remain for the core's own messages raised while a
 # tracker is built (weights.py: ``pass backbone=PATH``, ``variant='L-224'``; tracker.py:
 # ``use device='cpu'``), the one place that translates: core modules never need to know who called.
-PARAMETER_FLAGS = {"variant": "--variant", "weights": "--weights", "backbone": "--backbone",
-                   "device": "--device", "precision": "--precision"}
+def _parameter_flags():
+    from ..spec import options  # the tracker options' one definition (imports no torch)
+
+    return {o.name: o.flag for o in options()}
+
+
+PARAMETER_FLAGS = _parameter_flags()
 _PYTHON_ARGUMENT = re.compile(r"(?<![\w.-])(%s)=(PATH\b|'[^'\s]*'|\"[^\"\s]*\"|)" % "|".join(PARAMETER_FLAGS))
 
 
