@@ -14,6 +14,7 @@ from lorat_tracker.datasets import Sequence, Track, read_source
 from lorat_tracker.training import transform as T
 from lorat_tracker.training.data import PairDataset
 from lorat_tracker.training.labels import label_boxes, positive_mask, template_feat_mask
+from lorat_tracker.training.loader import make_loader
 from lorat_tracker.training.sampler import PairSampler, generator, split_counts
 
 from conftest import FIXTURES
@@ -299,9 +300,8 @@ def test_pairs_are_identical_with_0_and_2_workers(folder_source):
     dataset = PairDataset([sequences], [1.0], "B-224", pairs_per_epoch=8, seed=7)
     dataset.set_epoch(2)
 
-    def batches(workers):
-        loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=workers, shuffle=False)
-        return list(loader)
+    def batches(workers):  # the trainer's loader: global steps 0 and 1 of 4 pairs each
+        return list(make_loader(dataset, [0, 1], batch_size=4, rank=0, world=1, workers=workers))
 
     one, two = batches(0), batches(2)
     assert len(one) == len(two) == 2

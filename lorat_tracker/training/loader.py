@@ -31,8 +31,12 @@ def _worker_init(_):
 
 def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world: int, workers: int,
                 pin_memory: bool = False):
+    """Workers start from a fork server, not by forking this process: its threads (OpenMP, an inference
+    runtime's pool, the evaluator's) make ``fork`` unsafe, and a forked worker crashed a process that had
+    run OpenVINO before. A pair is a pure function of its index, so the batches are the same either way."""
     batches = [step_indices(s, batch_size, rank, world) for s in steps]
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                                        worker_init_fn=_worker_init if workers else None,
+                                       multiprocessing_context="forkserver" if workers else None,
                                        pin_memory=pin_memory, persistent_workers=False,
                                        prefetch_factor=4 if workers else None)
