@@ -187,7 +187,8 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
     ``weights`` / ``backbone`` and any other ``TrackerSpec`` field as keywords (``device="cpu"``,
     ``masks="sam"``, ``sam_checkpoint=...``). The rest are this entry's own: ``name`` (default
     LoRAT_<variant>), ``timeout`` (None: 300 s, more with SAM, see ``default_timeout``),
-    ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files).
+    ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files; with
+    a non-torch ``backend`` the network is loaded by that backend's runtime, never built in torch).
     """
     given = {k: v for k, v in (("weights", weights), ("backbone", backbone)) if v is not None}
     spec = TrackerSpec.of(spec, **given, **options)
