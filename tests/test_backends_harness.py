@@ -339,6 +339,12 @@ def test_vot_register_refuses_a_backend_that_cannot_run(tiny_onnx, tmp_path, mon
                      "--variant", "tiny-swiglu-224", "--weights", str(tiny_onnx)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "was exported for variant tiny-mlp-224" in err[-1], err
+    monkeypatch.setitem(sys.modules, "openvino", None)  # a missing runtime: said at registration, not in the run
+    rc = lorat_main(["vot", "register", "--workspace", str(ws), "--name", "LoRAT_ort", "--backend", "openvino",
+                     "--weights", str(tiny_onnx), "--no-check"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and 'pip install "lorat-tracker[openvino]"' in err[0], err
+    assert not (ws / "trackers.ini").is_file() or "LoRAT_ort" not in (ws / "trackers.ini").read_text()
 
 
 @pytest.mark.slow
