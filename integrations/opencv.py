@@ -7,8 +7,9 @@
     tracker.init(frame, (x, y, w, h))          # frame: BGR uint8 from cv2; rect: ints, as cv::Rect
     ok, (x, y, w, h) = tracker.update(frame)   # ints; ok = getTrackingScore() >= score_threshold
 
-Differences from OpenCV's own trackers, all deliberate: no ONNX file (the network is LoRAT's),
-float rectangles are accepted by ``init`` (cv2 rejects them), and ``last_box`` keeps the unrounded
+Differences from OpenCV's own trackers, all deliberate: the network is LoRAT's (run by torch, or with
+``backend="onnxruntime"`` / ``"openvino"`` / ``"tensorrt"`` from the file of ``lorat export --format onnx``:
+``TrackerLoRAT.create(weights="tiny.onnx", backend="openvino")``; not through cv2.dnn), float rectangles are accepted by ``init`` (cv2 rejects them), and ``last_box`` keeps the unrounded
 float box. ``update`` always reports the network's best box, also when ``ok`` is False.
 
 Rounding: the float box's corners are rounded to the nearest integer (halves up),

@@ -271,6 +271,27 @@ class TrackerSpec:
                                        "(or leave it out for torch's own setting)", self.threads)
         return self
 
+    def check_runtime(self):
+        """The torch device this spec runs on, once its backend (with its precision) is known to run
+        there and, for a non-torch backend, its runtime is installed: ``BackendError`` /
+        ``BackendNotInstalledError`` otherwise. Imports torch and the runtime, reads no weights: for
+        callers that fail fast before long work (``lorat eval`` before the dataset, ``lorat vot
+        register`` before writing the entry)."""
+        from .runtime import resolve_device
+
+        if self.backend == "torch":
+            from .runtime import resolve_precision
+
+            dev = resolve_device(self.device)
+            resolve_precision(self.precision, dev)  # CUDA asked but absent -> ConfigError
+            return dev
+        from . import backends
+
+        dev = resolve_device(backends.default_device(self.backend) if self.device is None else self.device)
+        backends.check_backend(self.backend, dev, self.precision)
+        backends.import_runtime(self.backend)
+        return dev
+
     def _check_variant(self) -> None:
         if self.variant is None or not isinstance(self.variant, (str, os.PathLike)):
             return  # None (merged export) or a VariantConfig / dict: load_config validates those

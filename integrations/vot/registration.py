@@ -187,10 +187,9 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
     ``weights`` / ``backbone`` and any other ``TrackerSpec`` field as keywords (``device="cpu"``,
     ``masks="sam"``, ``sam_checkpoint=...``). The rest are this entry's own: ``name`` (default
     LoRAT_<variant>), ``timeout`` (None: 300 s, more with SAM, see ``default_timeout``),
-    ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files).
+    ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files; with
+    a non-torch ``backend`` the network is loaded by that backend's runtime, never built in torch).
     """
-    from lorat_tracker.runtime import resolve_device, resolve_precision
-
     given = {k: v for k, v in (("weights", weights), ("backbone", backbone)) if v is not None}
     spec = TrackerSpec.of(spec, **given, **options)
     workspace = Path(workspace).expanduser().resolve()
@@ -204,8 +203,9 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
         from lorat_tracker.config import load_config
 
         variant_name = load_config(spec.variant).name
-    dev = resolve_device(spec.device)
-    resolve_precision(spec.precision, dev)  # CUDA asked but absent -> ConfigError
+    # CUDA asked but absent; a backend that cannot run on the device or is not installed: said now,
+    # not by the tracker process inside `vot evaluate`.
+    dev = spec.check_runtime()
     sam_arch = _check_masks(spec, dev, check, log)
     if timeout is None:
         timeout = default_timeout(spec.masks, sam_arch, dev.type)
@@ -222,10 +222,19 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
         raise ConfigError(f"--multiobject must be auto, on or off, got {multiobject!r}")
 
     if check:
-        from lorat_tracker.weights import build_model
+        kind = "an ONNX export" if str(spec.weights).lower().endswith(".onnx") else "a merged export"
+        log(f"checking that {Path(spec.weights).name} loads as {variant_name or kind} ...")
+        if spec.backend == "torch":
+            from lorat_tracker.weights import build_model
 
-        log(f"checking that {Path(spec.weights).name} loads as {variant_name or 'a merged export'} ...")
-        model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
+            model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
+        else:
+            # The backend's own load (an ONNX file is validated and read by its runtime, never built in
+            # torch; a merged export is converted once and cached beside it, before the VOT run's timeout).
+            from lorat_tracker import backends
+
+            model = backends.load_network(spec.backend, spec.variant, spec.weights, spec.backbone, dev,
+                                          spec.precision)
         variant_name = model.cfg.name
         del model
 

@@ -317,8 +317,8 @@ def load_tracker(spec: TrackerSpec):
     tracker.step([tracker.new_target(dummy, [48, 48, 32, 32])], dummy)
     import torch
 
-    log.info("model %s loaded from %s on %s (%s, %d threads) in %.1f s", tracker.cfg.name, spec.weights,
-             tracker.device, spec.precision, torch.get_num_threads(), time.perf_counter() - start)
+    log.info("model %s loaded from %s on %s (%s %s, %d threads) in %.1f s", tracker.cfg.name, spec.weights,
+             tracker.device, tracker.backend, tracker.precision, torch.get_num_threads(), time.perf_counter() - start)
     return tracker
 
 

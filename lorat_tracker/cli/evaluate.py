@@ -118,7 +118,9 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
+    spec = TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
+    if spec.backend != "torch":
+        spec.check_runtime()  # likewise a backend that cannot run on the device, or is not installed
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
     bench.check_annotations()  # every line of every selected sequence, before anything is tracked
     if compare and not bench.has_ground_truth:
@@ -265,6 +267,7 @@ def _compare_folders(folders) -> Dict[str, str]:
 
 
 def _load_tracker(args, name: str, integration):
-    print(f"loading {args.variant or 'merged export'} from {args.weights} ...", file=sys.stderr)
+    kind = "ONNX export" if str(args.weights).lower().endswith(".onnx") else "merged export"
+    print(f"loading {args.variant or kind} from {args.weights} ...", file=sys.stderr)
     lorat = TrackerSpec.from_args(args).build()
     return integration.LoRATGot10kTracker(lorat, name=name)
