@@ -175,8 +175,9 @@ class LoRATTracker:
         if weights is not None and str(weights).lower().endswith(".onnx"):
             from .errors import WeightsError
 
-            raise WeightsError(f"{weights} is an ONNX export: run it with backend='onnxruntime', 'openvino' or "
-                               "'tensorrt', or pass the merged export / LoRAT weights for backend 'torch'")
+            raise WeightsError(f"{weights} is an ONNX export: run it with backend='onnxruntime', "
+                               "backend='openvino' or backend='tensorrt', or pass the merged export or the LoRAT "
+                               "weights it was made from for backend='torch'")
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
         check_compile_mode(compile)

@@ -126,8 +126,8 @@ BAD = [  # (extra arguments, the one line's pattern); "{onnx}" is the good expor
      "was exported for variant tiny-mlp-224 (224 px search region) but tiny-mlp-378 (378 px) was asked"),
     (["--backend", "onnxruntime", "--weights", "{truncated}"], "the file is truncated or corrupt"),
     (["--backend", "openvino", "--weights", "{edited}"], "was edited or damaged after export"),
-    (["--backend", "torch", "--weights", "{onnx}"], "is an ONNX export: run it with"),
-    (["--weights", "{onnx}"], "is an ONNX export: run it with"),
+    (["--backend", "torch", "--weights", "{onnx}"], "is an ONNX export: run it with --backend onnxruntime, --backend openvino or --backend tensorrt"),
+    (["--weights", "{onnx}"], "is an ONNX export: run it with --backend onnxruntime, --backend openvino or --backend tensorrt"),
 ]
 
 

@@ -60,8 +60,8 @@ def check_backend(name, device, precision: str) -> BackendSpec:
     if device.type not in spec.devices:
         if spec.devices == ("cuda",):
             raise BackendError(f"backend {spec.name} runs on CUDA GPUs only, not on {device.type} - pass "
-                               "device='cuda' on a machine with an NVIDIA GPU, or use backend 'onnxruntime' or "
-                               "'openvino' on the CPU")
+                               "device='cuda' on a machine with an NVIDIA GPU, or use backend='onnxruntime' or "
+                               "backend='openvino' on the CPU")
         raise BackendError(f"backend {spec.name} cannot run on {device.type}: it runs on "
                            f"{' or '.join(spec.devices)} - pass device='{spec.devices[0]}' or another backend")
     if precision not in spec.precisions:
