@@ -358,3 +358,7 @@ def _iou(a, b):
 def test_iou_helper_by_hand():
     a = np.array([[0.0, 0, 10, 10]])
     np.testing.assert_allclose(_iou(a, np.array([[5.0, 0, 10, 10]])), [50 / 150])
+
+
+# OpenVINO runs in this process: one xdist group, scheduled last (see RUN_LAST in conftest.py).
+pytestmark = pytest.mark.xdist_group("openvino")

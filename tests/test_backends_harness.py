@@ -380,3 +380,7 @@ def test_vot_evaluate_with_onnxruntime_answers_the_core_trackers_boxes(tiny_onnx
         tracker.track(read_rgb(paths[k]))
         r = regions[k]
         assert (r.x, r.y, r.width, r.height) == rasterized_xywh(tracker.target.box), k
+
+
+# OpenVINO runs in this process: one xdist group, scheduled last (see RUN_LAST in conftest.py).
+pytestmark = pytest.mark.xdist_group("openvino")
