@@ -287,7 +287,7 @@ class TrackerSpec:
             return dev
         from . import backends
 
-        dev = resolve_device(backends.default_device(self.backend) if self.device is None else self.device)
+        dev = backends.resolve_backend_device(self.backend, self.device)
         backends.check_backend(self.backend, dev, self.precision)
         backends.import_runtime(self.backend)
         return dev

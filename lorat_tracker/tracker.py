@@ -116,7 +116,7 @@ class LoRATTracker:
         from . import backends
 
         spec = backends.backend_spec(self.backend)
-        self.device = resolve_device(backends.default_device(spec.name) if device is None else device)
+        self.device = backends.resolve_backend_device(spec.name, device)
         backends.check_backend(spec.name, self.device, precision)
         if compile:
             raise ConfigError(f"compile={compile!r} applies to backend 'torch' only; backend {spec.name} "
@@ -167,7 +167,7 @@ class LoRATTracker:
             from . import backends
 
             backends.backend_spec(backend)
-            dev = resolve_device(backends.default_device(backend) if device is None else device)
+            dev = backends.resolve_backend_device(backend, device)
             check_compile_mode(compile)
             _check_refiner(masks)
             network = backends.load_network(backend, variant, weights, backbone, dev, precision)

@@ -83,6 +83,13 @@ def default_device(name) -> str:
     return "cpu"  # tensorrt: check_backend then says it needs a GPU
 
 
+def resolve_backend_device(name, device):
+    """The torch device backend ``name`` runs on: ``device`` if given, else ``default_device(name)``."""
+    from ..runtime import resolve_device
+
+    return resolve_device(default_device(name) if device is None else device)
+
+
 def _ort_has_cuda() -> bool:
     try:
         import onnxruntime
