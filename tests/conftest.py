@@ -47,14 +47,9 @@ def tiny_model() -> TinyModel:
     return TinyModel("tiny-mlp", "224")
 
 
-# Files whose tests run OpenVINO inside the pytest process, run last. After OpenVINO has run in a
-# process, later multi-process work in it (DataLoader workers, even from a fork server) crashed that
-# process with SIGSEGV inside CPython's object code (seen twice, in `lorat train --workers 1` and the
-# 2-worker pairs test; not reproduced without OpenVINO, nor with ONNX Runtime alone). Users do not mix
-# the two in one process; the suite must not either. Under pytest-xdist (-n 2, --dist loadgroup) those
-# files are one group (their pytestmark), collected last and so handed out last.
-RUN_LAST = ("test_backends.py", "test_backends_harness.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.path.name in RUN_LAST)  # stable: the order within each part stays
+# After OpenVINO has run in a process, DataLoader workers started later in that process crashed it with
+# SIGSEGV (reproduced: test_backends.py then `lorat train --workers 1` in one pytest process; not with
+# ONNX Runtime). Users do not mix the two in one process, and the suite does not either: every test that
+# starts data workers runs them in a process of its own (`lorat train` through run_cli, the loader test
+# through `python -c`). No test order is relied on: pytest-xdist hands out the largest group first, so
+# the OpenVINO files' group (their pytestmark, kept together for their module fixtures) runs early.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,8 @@ from lorat_tracker.training.labels import label_boxes, positive_mask, template_f
 from lorat_tracker.training.loader import make_loader
 from lorat_tracker.training.sampler import PairSampler, generator, split_counts
 
-from conftest import FIXTURES
+from conftest import FIXTURES, TESTS_DIR
+from run_cli import REPO
 
 LABELS = json.loads((FIXTURES / "training-labels" / "labels.json").read_text())
 MAGENTA = np.array([255, 0, 255], dtype=np.uint8)
@@ -295,15 +298,22 @@ def folder_source(tmp_path_factory):
     return root
 
 
-def test_pairs_are_identical_with_0_and_2_workers(folder_source):
-    sequences = read_source(f"folder={folder_source}")
-    dataset = PairDataset([sequences], [1.0], "B-224", pairs_per_epoch=8, seed=7)
+def loader_batches(folder, workers):
+    """The trainer's loader over a folder source: global steps 0 and 1 of 4 pairs each."""
+    dataset = PairDataset([read_source(f"folder={folder}")], [1.0], "B-224", pairs_per_epoch=8, seed=7)
     dataset.set_epoch(2)
+    return dataset, list(make_loader(dataset, [0, 1], batch_size=4, rank=0, world=1, workers=workers))
 
-    def batches(workers):  # the trainer's loader: global steps 0 and 1 of 4 pairs each
-        return list(make_loader(dataset, [0, 1], batch_size=4, rank=0, world=1, workers=workers))
 
-    one, two = batches(0), batches(2)
+def test_pairs_are_identical_with_0_and_2_workers(folder_source, tmp_path):
+    dataset, one = loader_batches(folder_source, 0)
+    # The 2 workers in a process of their own, as every run with data workers in this suite: a process
+    # that had run OpenVINO crashed when it later started DataLoader workers (see conftest.py).
+    code = ("import sys, torch; sys.path[:0] = sys.argv[1:3]; from test_training_data import loader_batches; "
+            "torch.save(loader_batches(sys.argv[3], 2)[1], sys.argv[4])")
+    subprocess.run([sys.executable, "-c", code, str(TESTS_DIR), str(REPO), str(folder_source),
+                    str(tmp_path / "two.pt")], check=True, timeout=300)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert len(one) == len(two) == 2
     for a, b in zip(one, two):
         assert a.keys() == b.keys()
