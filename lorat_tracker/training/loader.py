@@ -32,8 +32,10 @@ def _worker_init(_):
 def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world: int, workers: int,
                 pin_memory: bool = False):
     """Workers start from a fork server, not by forking this process: its threads (OpenMP, an inference
-    runtime's pool, the evaluator's) make ``fork`` unsafe, and a forked worker crashed a process that had
-    run OpenVINO before. A pair is a pure function of its index, so the batches are the same either way."""
+    runtime's pool, the evaluator's) make ``fork`` unsafe. That is not enough after OpenVINO: a process
+    that had run it crashed (SIGSEGV) when it later started workers even so, so training runs in a process
+    that has not (``lorat train`` is its own process; docs/backends.md says so). A pair is a pure function
+    of its index, so the batches are the same with any number of workers."""
     batches = [step_indices(s, batch_size, rank, world) for s in steps]
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                                        worker_init_fn=_worker_init if workers else None,
