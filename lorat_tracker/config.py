@@ -200,6 +200,19 @@ def validate(cfg: VariantConfig) -> List[str]:
     return problems
 
 
+def _read_yaml(path: Path):
+    """A variant file's YAML; a file that is not YAML (a weights file passed as --variant, say) or cannot be
+    read is a ConfigError, not a decoder's traceback."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror else
+                  "not a text file" if isinstance(e, UnicodeDecodeError) else "not valid YAML")
+        raise ConfigError(f"variant config file {path} cannot be read ({reason}) - pass a bundled variant "
+                          f"({', '.join(available_variants())}) or the path of a variant YAML file") from None
+
+
 def load_config(variant) -> VariantConfig:
     """A bundled variant by name (``"B-224"``), a path to a YAML file, or a config passed through."""
     if isinstance(variant, VariantConfig):
@@ -211,13 +224,11 @@ def load_config(variant) -> VariantConfig:
     if text.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise ConfigError(f"variant config file {text} does not exist")
-        with open(path) as f:
-            return VariantConfig.from_dict(yaml.safe_load(f), source=text)
+        return VariantConfig.from_dict(_read_yaml(path), source=text)
     for d in _config_dirs():
         candidate = d / f"{text}.yaml"
         if candidate.is_file():
-            with open(candidate) as f:
-                return VariantConfig.from_dict(yaml.safe_load(f), source=str(candidate))
+            return VariantConfig.from_dict(_read_yaml(candidate), source=str(candidate))
     raise ConfigError(
         f"unknown variant {text!r}: choose one of {', '.join(available_variants())} "
         "or pass the path of a variant YAML file")

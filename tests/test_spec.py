@@ -68,6 +68,9 @@ def test_check_accepts_a_good_spec_and_returns_it(files):
 
 def test_check_errors_carry_their_option(files, tmp_path):
     w = files["weights"]
+    bad_yaml, binary = tmp_path / "bad.yaml", tmp_path / "model.bin"
+    bad_yaml.write_text("name: [\n")
+    binary.write_bytes(b"\x90\xff\x00 a weights file")
     cases = [
         (TrackerSpec(), "weights", "no weights given: --weights FILE is needed"),
         (TrackerSpec(weights=str(tmp_path / "nope.bin")), "weights", f"--weights {tmp_path / 'nope.bin'} does not exist"),
@@ -75,6 +78,8 @@ def test_check_errors_carry_their_option(files, tmp_path):
         (TrackerSpec(weights=w, backbone=str(tmp_path / "no.pth")), "backbone", "--backbone"),
         (TrackerSpec(weights=w, variant="Z-999"), "variant", "unknown variant 'Z-999'"),
         (TrackerSpec(weights=w, variant=str(tmp_path / "v.yaml")), "variant", "no such variant file"),
+        (TrackerSpec(weights=w, variant=str(binary)), "variant", "cannot be read (not a text file)"),
+        (TrackerSpec(weights=w, variant=str(bad_yaml)), "variant", "cannot be read (not valid YAML)"),
         (TrackerSpec(weights=w, device="gpu"), "device", "--device gpu is not a device: use cpu, cuda, cuda:N or mps"),
         (TrackerSpec(weights=w, precision="fp8"), "precision", "--precision fp8 is not one of auto, fp32, fp16, bf16"),
         (TrackerSpec(weights=w, compile="max"), "compile", "--compile max is not a compile mode"),
@@ -328,6 +333,8 @@ def test_cli_names_the_flag_from_the_errors_option(capsys, tmp_path):
 
     (tmp_path / "w.bin").write_bytes(b"x")
     w = str(tmp_path / "w.bin")
+    binary = str(tmp_path / "lorat.bin")
+    (tmp_path / "lorat.bin").write_bytes(b"\x90\xff\x00 a weights file")
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: tests/basic\n")
@@ -336,7 +343,10 @@ def test_cli_names_the_flag_from_the_errors_option(capsys, tmp_path):
              (["eval", "otb", "--root", str(tmp_path), "--weights", w, "--device", "tpu"],
               "lorat eval: error: --device tpu is not a device"),
              (["vot", "register", "--workspace", str(ws), "--weights", w, "--compile", "fast"],
-              "lorat vot: error: --compile fast is not a compile mode")]
+              "lorat vot: error: --compile fast is not a compile mode"),
+             # a weights file passed as --variant: one line, not the YAML decoder's traceback
+             (["track", "clip.mp4", "--box", "1,2,3,4", "--weights", w, "--variant", binary],
+              f"lorat track: error: variant config file {binary} cannot be read (not a text file)")]
     for argv, expected in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
