@@ -63,9 +63,9 @@ class TrackerLoRAT:
         ``TrackerSpec``; further keyword arguments are ``TrackerSpec`` fields: ``threads``, ``compile``...)."""
         from lorat_tracker.spec import TrackerSpec
 
-        given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
-                                   ("precision", precision)) if v is not None}
-        return cls(TrackerSpec.of(variant, **given, **kwargs).build(), score_threshold)
+        spec = TrackerSpec.of(variant, weights=weights, backbone=backbone, device=device, precision=precision,
+                              **kwargs)
+        return cls(spec.build(), score_threshold)
 
     def init(self, image, boundingBox) -> None:
         """Start tracking ``boundingBox`` = (x, y, w, h), 0-based pixels, in the BGR ``image``."""
@@ -86,7 +86,7 @@ class TrackerLoRAT:
         return self._score
 
 
-def create(variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+def create(variant=None, weights=None, backbone=None, device=None, precision: str = None,
            score_threshold: float = DEFAULT_SCORE_THRESHOLD, **kwargs) -> TrackerLoRAT:
     """``cv2.TrackerVit_create``-style factory: ``TrackerLoRAT.create(...)``."""
     return TrackerLoRAT.create(variant, weights, backbone, device, precision, score_threshold, **kwargs)

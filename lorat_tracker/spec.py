@@ -378,7 +378,10 @@ class TrackerSpec:
     @classmethod
     def of(cls, spec=None, **options_) -> "TrackerSpec":
         """A spec from a spec (with ``options_`` replaced) or, the older call form, from the variant
-        plus option keywords: ``TrackerSpec.of("B-224", weights="base.bin")``."""
+        plus option keywords: ``TrackerSpec.of("B-224", weights="base.bin")``. An option given as None
+        is not given: the spec's value (or the field's default) stays, so a caller's keyword defaults of
+        None pass straight through."""
+        options_ = {k: v for k, v in options_.items() if v is not None}
         if isinstance(spec, TrackerSpec):
             return spec.replace(**options_) if options_ else spec
         return cls(**options_) if spec is None else cls(variant=spec, **options_)

@@ -123,6 +123,29 @@ def test_spec_of_takes_a_spec_or_the_older_call_forms():
     spec = TrackerSpec(variant="B-224", weights="base.bin")
     assert TrackerSpec.of(spec) is spec and TrackerSpec.of(spec, device="cpu") == spec.replace(device="cpu")
     assert TrackerSpec.of("B-224", weights="base.bin") == spec == TrackerSpec.of(variant="B-224", weights="base.bin")
+    assert TrackerSpec.of(spec, device=None, precision=None) is spec  # None is "not given"
+    assert TrackerSpec.of(spec.replace(precision="bf16"), weights="other.bin", precision=None).precision == "bf16"
+
+
+def test_adapters_keep_the_spec_and_take_the_keywords_given(tiny_model):
+    """Each adapter's keywords override the spec they are given, and a keyword left out keeps the spec's
+    value (the OpenCV factory used to reset precision to auto; pytracking's lorat_params dropped device)."""
+    pytest.importorskip("got10k")
+    from lorat_tracker.integrations import opencv
+    from lorat_tracker.integrations.got10k import LoRATGot10kTracker
+    from lorat_tracker.integrations.pytracking import lorat_params
+
+    spec = TrackerSpec(variant=tiny_model.variant, weights=str(tiny_model.weights), backbone=str(tiny_model.backbone),
+                       device="cpu", precision="bf16")
+    assert opencv.create(spec).tracker.precision == "bf16"
+    assert opencv.create(spec, precision="fp32").tracker.precision == "fp32"
+    params = lorat_params(spec=spec.replace(device="cuda"), device="cpu", threads=1)
+    assert (params.device, params.precision, params.threads) == ("cpu", "bf16", 1)
+    assert lorat_params(spec=spec, variant="tiny-mlp-378").variant == "tiny-mlp-378"
+    tracker = spec.build()
+    for wrong in ({"device": "cuda"}, {"precision": "fp16"}):
+        with pytest.raises(TypeError, match="not both"):
+            LoRATGot10kTracker(tracker, **wrong)
 
 
 def test_check_imports_no_torch(tmp_path):

@@ -29,13 +29,12 @@ class LoRATGot10kTracker(Tracker):
     def __init__(self, tracker, weights=None, backbone=None, device=None, precision: str = None,
                  name: str = None, **options):
         if isinstance(tracker, LoRATTracker):
-            if weights is not None or backbone is not None or options:
+            if any(v is not None for v in (weights, backbone, device, precision)) or options:
                 raise TypeError("pass either a LoRATTracker or (variant, weights, backbone, ...), not both")
             lorat = tracker
         else:
-            given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
-                                       ("precision", precision)) if v is not None}
-            lorat = TrackerSpec.of(tracker, **given, **options).build()
+            lorat = TrackerSpec.of(tracker, weights=weights, backbone=backbone, device=device, precision=precision,
+                                   **options).build()
         if name is None:
             name = lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0]
         super().__init__(name=name, is_deterministic=True)

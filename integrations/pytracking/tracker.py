@@ -78,9 +78,7 @@ def load_network(spec, weights=None, backbone=None, device=None, precision: Opti
     arguments. The network is read-only at inference, so every caller shares it; each gets its own
     target state.
     """
-    given = {k: v for k, v in (("weights", weights), ("backbone", backbone), ("device", device),
-                               ("precision", precision)) if v is not None}
-    spec = TrackerSpec.of(spec, **given, **options_)
+    spec = TrackerSpec.of(spec, weights=weights, backbone=backbone, device=device, precision=precision, **options_)
     key = network_key(spec)
     with _NETWORKS_LOCK:
         loaded = _NETWORKS.get(key)
@@ -125,14 +123,13 @@ class TrackerParams:
         return f"TrackerParams({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-def lorat_params(variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+def lorat_params(variant=None, weights=None, backbone=None, device=None, precision: str = None,
                  **options_) -> TrackerParams:
     """A parameter object with every ``TrackerSpec`` field as an attribute (``variant``, ``weights``,
     ``threads``, ...; ``options_`` are further fields, or a ``spec=TrackerSpec(...)``), plus
     pytracking's usual debug flags."""
-    spec = options_.pop("spec", None)
-    spec = spec.replace(**options_) if spec is not None else \
-        TrackerSpec(variant=variant, weights=weights, backbone=backbone, device=device, precision=precision, **options_)
+    spec = TrackerSpec.of(options_.pop("spec", None), variant=variant, weights=weights, backbone=backbone,
+                          device=device, precision=precision, **options_)
     return TrackerParams(debug=0, visualization=False, **dataclasses.asdict(spec))
 
 
@@ -183,7 +180,7 @@ class LoRATPytracking:
         self.frame_num = 0
 
     @classmethod
-    def from_pretrained(cls, variant=None, weights=None, backbone=None, device=None, precision: str = "auto",
+    def from_pretrained(cls, variant=None, weights=None, backbone=None, device=None, precision: str = None,
                         **options_) -> "LoRATPytracking":
         """Load now (``TrackerSpec`` fields, or ``spec=TrackerSpec(...)``); pytracking itself loads lazily."""
         tracker = cls(lorat_params(variant, weights, backbone, device, precision, **options_))

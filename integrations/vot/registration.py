@@ -190,8 +190,7 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
     ``multiobject`` (auto / on / off) and ``check`` (load the model and SAM once to check the files; with
     a non-torch ``backend`` the network is loaded by that backend's runtime, never built in torch).
     """
-    given = {k: v for k, v in (("weights", weights), ("backbone", backbone)) if v is not None}
-    spec = TrackerSpec.of(spec, **given, **options)
+    spec = TrackerSpec.of(spec, weights=weights, backbone=backbone, **options)
     workspace = Path(workspace).expanduser().resolve()
     config = load_workspace_config(workspace)
     name = name or default_name(spec.variant)
