@@ -231,6 +231,24 @@ def test_garbage_file(tmp_path):
         build_model("tiny-mlp-224", bad, MLP / "backbone.pth")
 
 
+def test_safetensors_whose_first_byte_is_a_pickles_is_read_as_safetensors(tmp_path):
+    """A safetensors file starts with its header length, little-endian; in one valid file of 32 the low byte
+    is 0x80, a legacy pickle's first byte. It must still be read as safetensors, metadata included."""
+    from lorat_tracker.weights.files import read_weights_file
+
+    tensors = load_file(str(MLP / "lorat.bin"))
+    for pad in range(0, 264, 8):  # the header is padded to a multiple of 8 bytes
+        path = tmp_path / "lorat.bin"
+        save_file(tensors, str(path), metadata={"note": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    wf = read_weights_file(path)
+    assert wf.container == "safetensors" and wf.metadata["note"] == "x" * pad
+    assert wf.tensors.keys() == tensors.keys()
+
+
 def test_directory_as_weights(tmp_path):
     with pytest.raises(WeightsError, match="directory"):
         build_model("tiny-mlp-224", tmp_path, MLP / "backbone.pth")

@@ -54,11 +54,14 @@ def read_weights_file(path) -> WeightsFile:
         size = os.fstat(f.fileno()).st_size
     if len(head) < 8:
         raise WeightsError(f"weights file {path} is empty or truncated ({size} bytes)")
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or legacy pickle
+    # safetensors first: its first byte is the low byte of the header length, which is 0x80 for one valid
+    # file in 32 (lengths are multiples of 8), the same first byte as a legacy pickle.
+    header_len = struct.unpack("<Q", head[:8])[0]
+    safetensors = head[8:9] == b"{" and 2 <= header_len <= _MAX_SAFETENSORS_HEADER
+    if not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
         wf = WeightsFile(path, _unwrap(_torch_load(path, head), path), {}, "torch")
     else:
-        header_len = struct.unpack("<Q", head[:8])[0]
-        if head[8:9] != b"{" or header_len < 2 or header_len > _MAX_SAFETENSORS_HEADER:
+        if not safetensors:
             raise WeightsError(_not_weights(path, head))
         if 8 + header_len > size:
             raise WeightsError(f"{path} is a truncated safetensors file ({size} bytes, the header alone needs "
