@@ -221,6 +221,8 @@ def test_bad_data_is_one_line_and_writes_nothing(tiny_model, data_root, tmp_path
     _fails(capsys, ["train", *tiny_model.cli_args(), "--data", f"flickr={data_root}", "--out", out], "flickr")
     _fails(capsys, ["train", *tiny_model.cli_args(), "--data", f"folder={tmp_path / 'missing'}", "--out", out],
            "missing")
+    # LaSOT has no validation split: refused, not silently validated on its training sequences
+    _fails(capsys, [*_args(tiny_model, data_root, out), "--val", f"lasot={tmp_path}"], "has no validation split")
     assert not out.exists()
 
 

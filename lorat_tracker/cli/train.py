@@ -61,8 +61,9 @@ def add_parser(sub) -> None:
     g.add_argument("--data", action="append", required=True, metavar="KIND=ROOT[:WEIGHT]",
                    help="a training source (repeatable): folder, got10k, lasot, trackingnet or coco (layouts below)")
     g.add_argument("--val", action="append", default=[], metavar="KIND=ROOT",
-                   help="validation sequences (repeatable, optional): validation loss every epoch and a tracking "
-                        "evaluation (AO, SR) every --eval-every epochs")
+                   help="validation sequences (repeatable, optional): folder, got10k (val), got10k-vot or coco "
+                        "(val2017); validation loss every epoch and a tracking evaluation (AO, SR) every "
+                        "--eval-every epochs")
     g.add_argument("--out", required=True, metavar="DIR", help="run folder: weights, checkpoint, metrics")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), metavar="N",
                    help="data loading processes per training process (default: min(8, CPU count)); "

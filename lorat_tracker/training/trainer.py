@@ -37,9 +37,6 @@ from .run_folder import check_run_folder, write_run_file
 from .signals import StopRequest
 from .validation import Evaluator, EvaluatorUnavailable, print_tracking_table, validation_loss
 
-VAL_SPLIT_KINDS = ("got10k", "got10k-vot", "coco")  # sources with a validation split of their own
-
-
 def _seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed((seed * 1_000_003 + step * 7919 + rank) % (2 ** 63))
 
@@ -122,9 +119,9 @@ class Trainer:
         self.sources = [parse_source(s) for s in cfg.data]
         self.train_sets = [read_source(s) for s in self.sources]
         self.val_sources = [parse_source(s) for s in cfg.val]
-        # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017.
-        self.val_sets = [read_source(s, split="val" if s.kind in VAL_SPLIT_KINDS else "train")
-                         for s in self.val_sources]
+        # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017, a folder
+        # the whole folder; LaSOT and TrackingNet have no validation split and are refused (read_source).
+        self.val_sets = [read_source(s, split="val") for s in self.val_sources]
         self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
                                           rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
                                           grad_checkpointing=cfg.grad_checkpointing, device=self.device,
