@@ -154,6 +154,26 @@ def test_merged_export_is_converted_once_and_cached_beside_it(onnx_files, tmp_pa
     assert again.cfg.name == "tiny-swiglu-224" and read_onnx(cached).stored_variant == "tiny-swiglu-224"
 
 
+def test_cached_conversion_keeps_the_exports_configuration(onnx_files, tmp_path):
+    """The first caller's variant (same network, other tracking settings) is applied to that caller only:
+    the cache holds the export's own configuration, which a later variant-less load gets."""
+    import yaml
+
+    from lorat_tracker.config import load_config
+
+    _, net = onnx_files["tiny-mlp-224"]
+    merged = tmp_path / "tiny.safetensors"
+    export_merged(net, merged)
+    custom = load_config("tiny-mlp-224").to_dict()
+    custom["name"], custom["tracking"]["window_penalty"] = "my-tiny", 0.3
+    (tmp_path / "my-tiny.yaml").write_text(yaml.safe_dump(custom))
+    first = LoRATTracker.from_pretrained(str(tmp_path / "my-tiny.yaml"), weights=merged, backend="onnxruntime")
+    assert (first.cfg.name, first.cfg.tracking.window_penalty) == ("my-tiny", 0.3)
+    assert read_onnx(tmp_path / "tiny.safetensors.onnx").stored_variant == "tiny-mlp-224"
+    later = LoRATTracker.from_pretrained(None, weights=merged, backend="onnxruntime")
+    assert (later.cfg.name, later.cfg.tracking.window_penalty) == ("tiny-mlp-224", 0.45)
+
+
 def test_digest_covers_weights_and_configuration_not_metadata(onnx_files):
     path, _ = onnx_files["tiny-mlp-224"]
     proto = onnx.load(str(path))

@@ -119,7 +119,7 @@ def load_network(name: str, variant, weights, backbone, device, precision: str):
     if weights is not None and onnx_file.is_onnx_path(weights):
         path = weights
     else:
-        path = onnx_file.onnx_for_weights(variant, weights, backbone)
+        path = onnx_file.onnx_for_weights(weights)
         if path is None:  # not a merged export: build in torch and convert, uncached
             from ..weights import build_model
 

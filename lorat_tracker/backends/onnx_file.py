@@ -240,9 +240,13 @@ def _check_signature(proto, cfg: VariantConfig, batch: Optional[int], path: str)
 
 # ------------------------------------------------------------------------------------------ caching
 
-def onnx_for_weights(variant, weights, backbone=None) -> Optional[str]:
+def onnx_for_weights(weights) -> Optional[str]:
     """For a merged export: the path of its ONNX conversion (``<file>.onnx`` beside it), made on first
-    use and remade when the export changes. For any other weights file: None."""
+    use and remade when the export changes. For any other weights file: None.
+
+    The conversion carries the export's own configuration, whoever asks first: the variant a caller
+    asks for is applied (and checked against the file) when the cached file is read, so one caller's
+    variant never becomes another's."""
     from ..weights import WeightsFormat, build_model, classify, read_weights_file
 
     if weights is None:
@@ -260,10 +264,10 @@ def onnx_for_weights(variant, weights, backbone=None) -> Optional[str]:
                 return cached
         except WeightsError:
             pass  # damaged or stale: convert again
-    model = build_model(variant, weights=weights, backbone=backbone)
+    model = build_model(None, weights=weights)  # a merged export carries its configuration and backbone
     try:
         export_onnx(model, cached, batch=None, source_sha256=source)
-    except PermissionError as e:
+    except OSError as e:  # read-only folder or file system, disk full
         raise WeightsError(f"cannot cache the ONNX conversion of {weights} beside it ({e}) - convert it once "
                            "with lorat export --format onnx --dynamic-batch --out FILE.onnx and pass that "
                            "file") from None
