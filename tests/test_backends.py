@@ -108,6 +108,18 @@ def test_constructor_takes_a_torch_model(backend, onnx_files):
         np.testing.assert_allclose(b.track(frame).box, a.track(frame).box, rtol=0, atol=BOX_TOLERANCE_PX)
 
 
+def test_export_leaves_the_callers_model_as_it_was(onnx_files, tmp_path):
+    """Exported on the CPU in eval mode, then back to the caller's device and mode (a CUDA model given to
+    LoRATTracker(net, backend=...) stayed on the CPU before; here the mode shows it)."""
+    _, net = onnx_files["tiny-mlp-224"]
+    net.train()
+    try:
+        export_onnx(net, tmp_path / "again.onnx", batch=1)
+        assert net.training and next(net.parameters()).device.type == "cpu"
+    finally:
+        net.eval()
+
+
 def test_cli_export_round_trip_and_info(tiny_model, tmp_path, capsys):
     out = tmp_path / "tiny.onnx"
     r = run_lorat("export", *tiny_model.cli_args(), "--format", "onnx", "--out", out)

@@ -93,7 +93,9 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
     cfg = model.cfg
-    model = model.to("cpu").eval()
+    # Traced on the CPU in eval mode; the caller's model goes back where it was (device and mode) after.
+    device, was_training = next(model.parameters()).device, model.training
+    model.to("cpu").eval()
     # torch.export specialises sizes 0 and 1: a dynamic batch is traced with an example batch of 2.
     example = 2 if batch is None else batch
     t, s, g = cfg.template.size, cfg.search.size, cfg.template_grid
@@ -105,10 +107,14 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
         kwargs["dynamic_shapes"] = {"z": {0: dim}, "x": {0: dim}, "z_feat_mask": {0: dim}}
     from .base import INPUT_NAMES, OUTPUT_NAMES
 
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation/rename chatter is not the user's concern
-        program = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET, input_names=list(INPUT_NAMES),
-                                    output_names=list(OUTPUT_NAMES), verbose=False, optimize=True, **kwargs)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's deprecation/rename chatter is not the user's concern
+            program = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET,
+                                        input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                                        verbose=False, optimize=True, **kwargs)
+    finally:
+        model.to(device).train(was_training)
     proto = program.model_proto
     props = {"format": ONNX_FORMAT, "config": cfg.to_json(), "batch": "dynamic" if batch is None else str(batch),
              "exporter": f"torch {torch.__version__} (dynamo)"}
