@@ -267,8 +267,14 @@ def test_backend_choices_that_cannot_run_are_refused(onnx_files, tiny_model):
         LoRATTracker.from_pretrained(None, weights=path, backend="tensorrt", device="cpu")
     with pytest.raises(BackendError, match="backend onnxruntime runs precision fp32 or int8, not 'bf16'"):
         LoRATTracker.from_pretrained(None, weights=path, backend="onnxruntime", precision="bf16")
+    with pytest.raises(BackendError, match="or backend='torch' or backend='openvino' for bf16"):
+        LoRATTracker.from_pretrained(None, weights=path, backend="onnxruntime", precision="bf16")
     with pytest.raises(BackendError, match="backend openvino cannot run on cuda"):
         load_network("openvino", None, path, None, _device("cuda"), "fp32")
+    # the advice names the backends that run the precision (never backend='torch' for int8)
+    with pytest.raises(BackendError, match=r"not 'int8' - pass one of those, or backend='onnxruntime' or "
+                                           r"backend='openvino' for int8 \(int8: a file from quantize_int8\)$"):
+        load_network("tensorrt", None, path, None, _device("cuda"), "int8")
     with pytest.raises(ConfigError, match="applies to backend 'torch' only"):
         LoRATTracker(net, backend="openvino", compile=True)
     assert issubclass(BackendError, ConfigError)

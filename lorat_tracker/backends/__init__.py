@@ -66,8 +66,11 @@ def check_backend(name, device, precision: str) -> BackendSpec:
                            f"{' or '.join(spec.devices)} - pass device='{spec.devices[0]}' or another backend")
     if precision not in spec.precisions:
         choices = " or ".join(p for p in spec.precisions if p != "auto")
-        raise BackendError(f"backend {spec.name} runs precision {choices}, not {precision!r} - pass one of those "
-                           f"(int8: a file from quantize_int8), or backend='torch' for {precision}")
+        runs_it = [b.name for b in BACKENDS.values() if precision in b.precisions]
+        elsewhere = " or ".join(f"backend='{b}'" for b in runs_it)
+        int8 = " (int8: a file from quantize_int8)" if "int8" in (precision, *spec.precisions) else ""
+        raise BackendError(f"backend {spec.name} runs precision {choices}, not {precision!r} - pass one of those, "
+                           f"or {elsewhere} for {precision}{int8}")
     return spec
 
 
