@@ -239,6 +239,11 @@ class TrackerSpec:
         "fp32", group="masks", choices=SAM_PRECISIONS, applies=_uses_sam,
         help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
 
+    def __post_init__(self):
+        # compile="on" / "off" (the command line's and the variables' words) mean True / False in Python too
+        if isinstance(self.compile, str):
+            object.__setattr__(self, "compile", _parse_compile(self.compile))
+
     # ------------------------------------------------------------------------------ checking
 
     def check(self) -> "TrackerSpec":
