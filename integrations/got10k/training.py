@@ -24,18 +24,15 @@ compat.apply()
 
 class TrackingEvaluator:
     """The ``evaluator`` of ``Trainer``: ``evaluator(sequences, weights=PATH, device=D)`` tracks the
-    sequences with those weights (the variant and backbone of the run) and scores them. On CUDA it
-    tracks as ``lorat eval`` does by default (precision auto = fp16 autocast), elsewhere in fp32."""
+    sequences with those weights (the variant and backbone of the run) and scores them, in the tracker's
+    precision "auto" as ``lorat eval`` by default (fp16 autocast on CUDA, elsewhere fp32)."""
 
     def __init__(self, variant, backbone: Optional[str] = None, batch_size: int = 8):
         self.variant, self.backbone, self.batch_size = variant, backbone, batch_size
 
     def __call__(self, sequences, weights: str, device) -> Optional[Dict[str, Any]]:
-        import torch
-
-        precision = "auto" if torch.device(device).type == "cuda" else "fp32"
         return evaluate_sequences(sequences, self.variant, weights, backbone=self.backbone, device=device,
-                                  precision=precision, batch_size=self.batch_size)
+                                  precision="auto", batch_size=self.batch_size)
 
 
 def build_tracker(variant, weights: str, backbone=None, device="cpu", precision: str = "fp32"):

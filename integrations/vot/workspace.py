@@ -19,6 +19,8 @@ from typing import List
 import numpy as np
 import yaml
 
+from lorat_tracker.images import is_image_file
+
 from .registration import WorkspaceError, stack_experiment_types
 
 
@@ -32,7 +34,7 @@ def bundled_stacks() -> List[str]:
 def _frames(seq: Path) -> int:
     color = seq / "color"
     if color.is_dir():
-        return len([p for p in color.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+        return len([p for p in color.iterdir() if is_image_file(p.name)])
     gts = sorted(seq.glob("groundtruth*.txt"))
     return len(gts[0].read_text().splitlines()) if gts else 0
 
