@@ -414,6 +414,14 @@ def test_non_float_tensor_is_refused_with_its_name(tmp_path, key, dtype):
         build_model("tiny-mlp-224", path, MLP / "backbone.pth")
 
 
+def test_float8_tensor_is_refused_with_its_name(tmp_path):
+    key = "head.cls_mlp.layers.0.weight"
+    path = _save_lora(tmp_path, lambda s: s.__setitem__(key, s[key].to(torch.float8_e4m3fn)))
+    with pytest.raises(WeightsError, match=rf"{path}: tensor {key} has dtype float8_e4m3fn, which LoRAT weights "
+                                           r"never have"):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+
+
 def test_integer_backbone_tensor_is_refused(tmp_path):
     meta = torch.load(MLP / "backbone.pth", weights_only=True)
     meta["patch_embed.proj.bias"] = meta["patch_embed.proj.bias"].to(torch.int64)

@@ -148,6 +148,9 @@ def _torch_load(path: str, head: bytes):
                            "save the state dict alone (a dict of tensors) or as safetensors") from None
 
 
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def check_tensors(tensors: StateDict, source: str) -> None:
     """Refuse non-float and non-finite tensors, naming the tensor and the file.
 
@@ -170,6 +173,10 @@ def check_tensors(tensors: StateDict, source: str) -> None:
             raise WeightsError(f"{source}: tensor {name} has dtype {str(t.dtype).replace('torch.', '')}, but the "
                                "weights of a LoRAT/DINOv2 model are floating point - the file is damaged or is "
                                "not a model checkpoint")
+        if t.dtype not in WEIGHT_DTYPES:  # float8 and the like: no torch.isfinite, and no LoRAT file holds them
+            raise WeightsError(f"{source}: tensor {name} has dtype {str(t.dtype).replace('torch.', '')}, which "
+                               "LoRAT weights never have (float32, float16, bfloat16 or float64) - pass the "
+                               "original checkpoint, not a quantised copy")
         finite = torch.isfinite(t)
         if not bool(finite.all()):
             nan = int(torch.isnan(t).sum())
