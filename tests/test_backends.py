@@ -190,17 +190,20 @@ def test_digest_covers_weights_and_configuration_not_metadata(onnx_files):
     path, _ = onnx_files["tiny-mlp-224"]
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
-    assert props["digest"] == onnx_digest(proto, props["config"])
-    proto.metadata_props.add(key="note", value="added by a user")  # metadata is not hashed
-    assert onnx_digest(proto, props["config"]) == props["digest"]
+    assert props["digest"] == onnx_digest(proto, props)
+    proto.metadata_props.add(key="note", value="added by a user")  # other metadata is not hashed
+    assert onnx_digest(proto, {**props, "note": "added by a user"}) == props["digest"]
     config = json.loads(props["config"])
     config["tracking"]["window_penalty"] = 0.0
-    assert onnx_digest(proto, json.dumps(config)) != props["digest"]
+    assert onnx_digest(proto, {**props, "config": json.dumps(config)}) != props["digest"]
+    # what the file says it computes is hashed too: an int8 file cannot pass for fp32, nor change its batch
+    assert onnx_digest(proto, {**props, "precision": "int8"}) != props["digest"]
+    assert onnx_digest(proto, {**props, "batch": "4"}) != props["digest"]
     init = proto.graph.initializer[0]
     array = onnx.numpy_helper.to_array(init).copy()
     array.reshape(-1)[0] += 1.0
     init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
-    assert onnx_digest(proto, props["config"]) != props["digest"]
+    assert onnx_digest(proto, props) != props["digest"]
 
 
 def _edited(path, tmp_path, edit, name="edited.onnx"):
@@ -244,6 +247,11 @@ def test_bad_onnx_files_are_refused_with_one_line(onnx_files, tmp_path):
 
     with pytest.raises(WeightsError, match="edited or damaged after export"):
         read_onnx(_edited(path, tmp_path, bump_weight, "weight.onnx"))
+    for key, value in (("batch", "many"), ("precision", "int8")):  # hashed metadata: one line, not a ValueError
+        with pytest.raises(WeightsError, match="edited or damaged after export"):
+            read_onnx(_edited(path, tmp_path, lambda p: p.metadata_props.add(key=key, value=value), f"{key}.onnx"))
+    with pytest.raises(ConfigError, match="batch must be a positive integer"):
+        export_onnx(onnx_files["tiny-mlp-224"][1], tmp_path / "bool.onnx", batch=True)
     foreign = _edited(path, tmp_path, lambda p: p.ClearField("metadata_props"), "foreign.onnx")
     with pytest.raises(WeightsError, match="not one written by lorat export"):
         read_onnx(foreign)

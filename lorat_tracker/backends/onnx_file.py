@@ -5,8 +5,10 @@ The graph is the merged network exactly as ``LoRATModel.forward``: inputs ``z`` 
 ``score_map`` (B, H, W) logits and ``boxes`` (B, H, W, 4) x1y1x2y2 normalised by the search size.
 The batch is fixed (``batch=N``) or dynamic (``batch=None``).
 
-``metadata_props`` carry ``format``, the variant ``config`` (JSON), ``batch`` and a ``digest``
-(``onnx_digest``): sha256 over the format tag, the configuration JSON, the opset imports, every node
+``metadata_props`` carry ``format``, the variant ``config`` (JSON), ``batch``, for a quantised file
+``precision`` (and what it was calibrated on), and a ``digest`` (``onnx_digest``): sha256 over the
+format tag, the metadata that says what the file computes (``DIGEST_PROPS``: configuration, batch,
+precision; other entries, such as a note or the calibration text, are free), the opset imports, every node
 (attributes and constant tensors included), the graph's inputs and outputs, and every initializer's
 name, type, shape and *values*. Unlike the safetensors export's digest it covers the weights: an ONNX
 file cannot be checked tensor by tensor the way ``read_weights_file`` checks safetensors, and hashing
@@ -28,6 +30,7 @@ from ..io import atomic_path
 ONNX_FORMAT = "lorat-tracker/onnx-v1"
 OPSET = 18
 ONNX_HINT = 'pip install "lorat-tracker[onnx]"'
+DIGEST_PROPS = ("config", "batch", "precision")  # the metadata that says what the file computes
 # protobuf cannot serialise a message over 2 GiB: bigger models (g-378) keep their weights in FILE.data.
 _PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24
 
@@ -90,7 +93,7 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
     except ImportError as e:
         raise BackendNotInstalledError(f"ONNX export needs the onnxscript package ({e}) - install it with: "
                                        f"{ONNX_HINT}") from None
-    if batch is not None and (not isinstance(batch, int) or batch < 1):
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
     cfg = model.cfg
     # Traced on the CPU in eval mode; the caller's model goes back where it was (device and mode) after.
@@ -120,7 +123,7 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
              "exporter": f"torch {torch.__version__} (dynamo)"}
     if source_sha256:
         props["source_sha256"] = source_sha256
-    props["digest"] = onnx_digest(proto, props["config"])
+    props["digest"] = onnx_digest(proto, props)
     del proto.metadata_props[:]
     for key, value in props.items():
         proto.metadata_props.add(key=key, value=value)
@@ -135,11 +138,14 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
     return read_onnx(path, variant=cfg)
 
 
-def onnx_digest(proto, config_json: str) -> str:
-    """sha256 of what the graph computes (see the module docstring); ``metadata_props`` excluded."""
+def onnx_digest(proto, props) -> str:
+    """sha256 of what the graph computes (see the module docstring): ``props`` is the file's metadata
+    (a mapping), of which ``DIGEST_PROPS`` are hashed; ``proto.metadata_props`` itself is not read."""
     from onnx import numpy_helper
 
-    h = hashlib.sha256(f"{ONNX_FORMAT}\n{config_json}\n".encode("utf-8"))
+    h = hashlib.sha256(f"{ONNX_FORMAT}\n".encode("utf-8"))
+    for key in DIGEST_PROPS:
+        h.update(f"{key} {props.get(key, '')}\n".encode("utf-8"))
     for op in proto.opset_import:
         h.update(f"opset {op.domain} {op.version}\n".encode("utf-8"))
     graph = proto.graph
@@ -186,7 +192,7 @@ def read_onnx(path, variant=None) -> OnnxInfo:
     except (json.JSONDecodeError, ConfigError) as e:
         raise WeightsError(f"{path}: the variant configuration in its metadata is damaged ({e}) - {again}") from None
     digest = props.get("digest")
-    if digest != onnx_digest(proto, props["config"]):
+    if digest != onnx_digest(proto, props):
         raise WeightsError(f"{path} was edited or damaged after export: its digest does not match its graph, "
                            f"weights and configuration ({stored.name}) - {again}")
     cfg = stored
@@ -196,7 +202,10 @@ def read_onnx(path, variant=None) -> OnnxInfo:
             raise WeightsError(f"{path} was exported for variant {stored.name} "
                                f"({stored.search.size} px search region) but {cfg.name} "
                                f"({cfg.search.size} px) was asked - pass variant='{stored.name}' (or no variant)")
-    batch = None if props.get("batch") == "dynamic" else int(props.get("batch", "0") or 0) or None
+    try:
+        batch = None if props.get("batch") == "dynamic" else int(props["batch"])
+    except (KeyError, ValueError):
+        raise WeightsError(f"{path}: its batch metadata ({props.get('batch')!r}) is not a batch size - {again}") from None
     _check_signature(proto, stored, batch, path)
     params = 0
     for init in proto.graph.initializer:

@@ -82,7 +82,7 @@ def quantize_int8(onnx_path, sequences, out, max_samples: int = 300) -> OnnxInfo
         raise BackendError(f"NNCF could not quantise {onnx_path} ({type(e).__name__}: {str(e)[:200]})") from None
     props.update(precision="int8", source_digest=props["digest"],
                  calibration=f"{len(samples)} tracker inputs, nncf {nncf.__version__} (transformer preset)")
-    props["digest"] = onnx_digest(quantized, props["config"])
+    props["digest"] = onnx_digest(quantized, props)
     del quantized.metadata_props[:]
     for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
