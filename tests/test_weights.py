@@ -422,6 +422,16 @@ def test_float8_tensor_is_refused_with_its_name(tmp_path):
         build_model("tiny-mlp-224", path, MLP / "backbone.pth")
 
 
+def test_backbone_of_another_patch_size_is_refused(tmp_path):
+    """A patch-16 ViT (DINOv3, say) is refused by its patch size; timm's converter alone would resize the
+    patch embedding to 14x14 and the file would load."""
+    meta = torch.load(MLP / "backbone.pth", weights_only=True)
+    meta["patch_embed.proj.weight"] = torch.nn.functional.interpolate(meta["patch_embed.proj.weight"], size=(16, 16))
+    torch.save(meta, tmp_path / "patch16.pth")
+    with pytest.raises(WeightsError, match=r"patch16.pth has patch size \(16, 16\), variant tiny-mlp-224 expects 14"):
+        build_model("tiny-mlp-224", MLP / "lorat.bin", tmp_path / "patch16.pth")
+
+
 def test_integer_backbone_tensor_is_refused(tmp_path):
     meta = torch.load(MLP / "backbone.pth", weights_only=True)
     meta["patch_embed.proj.bias"] = meta["patch_embed.proj.bias"].to(torch.int64)

@@ -38,6 +38,11 @@ def convert_backbone(state: StateDict, cfg: VariantConfig, source: str = "backbo
     if pos is None:
         raise WeightsError(f"{source} has no pos_embed: it is not a DINOv2 backbone file - pass "
                            f"{cfg.backbone.meta_file or 'the Meta dinov2_vit*14_pretrain.pth'}")
+    patch = state.get("patch_embed.proj.weight")
+    if patch is not None and tuple(patch.shape[-2:]) != (cfg.backbone.patch_size,) * 2:
+        # before timm's converter, which resizes a patch embedding of another size to the probe's
+        raise WeightsError(f"{source} has patch size {tuple(patch.shape[-2:])}, variant {cfg.name} expects "
+                           f"{cfg.backbone.patch_size} - LoRAT uses the patch-14 DINOv2 backbones")
     probe = _FilterProbe(cfg)
     # timm's own converter: Meta key names (mask_token dropped, SwiGLU w12/w3 -> packed fc1/fc2).
     state = checkpoint_filter_fn(state, probe)
@@ -65,9 +70,6 @@ def _check_backbone_shapes(out: StateDict, pos: torch.Tensor, cfg: VariantConfig
         raise WeightsError(f"{source} has no patch_embed.proj.weight: it is not a DINOv2 backbone file")
     if w.shape[0] != b.embed_dim:
         raise WeightsError(variant_mismatch(source, w.shape[0], cfg))
-    if tuple(w.shape[-2:]) != (b.patch_size, b.patch_size):
-        raise WeightsError(f"{source} has patch size {tuple(w.shape[-2:])}, variant {cfg.name} expects "
-                           f"{b.patch_size} - LoRAT uses the patch-14 DINOv2 backbones")
     depth = len(block_indices(out))
     if depth != b.depth:
         raise WeightsError(f"{source} has {depth} blocks but variant {cfg.name} expects {b.depth} - "
