@@ -329,6 +329,32 @@ def test_pairs_are_identical_with_0_and_2_workers(folder_source, tmp_path):
     assert torch.equal(dataset[(2, 5)]["x"], again["x"])
 
 
+class NoPairs(torch.utils.data.Dataset):
+    """A dataset whose every sample is a data mistake (as PairDataset's 'no usable training pair')."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        from lorat_tracker.errors import DatasetLayoutError
+
+        raise DatasetLayoutError(f"no usable training pair (sample {index})")
+
+
+def test_a_data_error_in_a_worker_is_one_line():
+    """torch re-raises a worker's exception with the worker's traceback as its message; the loader gives
+    the project's error back with its own one-line message (the CLI prints it as is)."""
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from test_training_data import NoPairs\n"
+            "from lorat_tracker.errors import DatasetLayoutError\n"
+            "from lorat_tracker.training.loader import make_loader\n"
+            "try:\n    list(make_loader(NoPairs(), [0], batch_size=4, rank=0, world=1, workers=1))\n"
+            "except DatasetLayoutError as e:\n    print(repr(str(e)))\n")
+    # workers in a process of their own, as every test with data workers (see conftest.py)
+    out = subprocess.run([sys.executable, "-c", code, str(TESTS_DIR), str(REPO)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip() == repr("no usable training pair (sample 0)"), out
+
+
 def test_unreadable_frame_is_logged_once_and_the_pair_redrawn(folder_source, tmp_path, caplog):
     import shutil
 

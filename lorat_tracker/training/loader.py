@@ -9,9 +9,11 @@ of data workers nor the number of ranks changes what is trained: rank ``r`` of `
 from __future__ import annotations
 
 import signal
-from typing import List, Sequence
+from typing import Iterator, List, Sequence
 
 import torch
+
+from ..errors import LoRATError
 
 
 def step_indices(step: int, batch_size: int, rank: int = 0, world: int = 1) -> List[int]:
@@ -37,8 +39,28 @@ def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world
     that has not (``lorat train`` is its own process; docs/backends.md says so). A pair is a pure function
     of its index, so the batches are the same with any number of workers."""
     batches = [step_indices(s, batch_size, rank, world) for s in steps]
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                                       worker_init_fn=_worker_init if workers else None,
-                                       multiprocessing_context="forkserver" if workers else None,
-                                       pin_memory=pin_memory, persistent_workers=False,
-                                       prefetch_factor=4 if workers else None)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                                         worker_init_fn=_worker_init if workers else None,
+                                         multiprocessing_context="forkserver" if workers else None,
+                                         pin_memory=pin_memory, persistent_workers=False,
+                                         prefetch_factor=4 if workers else None)
+    return _Batches(loader)
+
+
+class _Batches:
+    """The DataLoader's batches, with a worker's project error re-raised as itself: torch re-raises it in
+    this process with the worker's whole traceback as its message, which the CLI would print as a dozen
+    lines where a data mistake gets one."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[dict]:
+        try:
+            yield from self.loader
+        except LoRATError as e:
+            text = str(e)
+            if "Original Traceback" not in text:
+                raise
+            # the traceback's last line: "lorat_tracker.errors.DatasetLayoutError: <the message>"
+            raise type(e)(text.rstrip().splitlines()[-1].partition(": ")[2]) from None
