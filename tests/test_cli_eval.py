@@ -96,6 +96,18 @@ def test_wrong_layout_is_one_line_without_traceback(tmp_path, tiny_model):
     assert len(lines) == 1 and "is not a LaSOT dataset root: missing" in lines[0] and "groundtruth.txt" in lines[0]
 
 
+def test_a_missing_device_is_refused_before_the_dataset_is_read(tmp_path, tiny_model, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "empty").mkdir()  # not a LaSOT root either: the device is checked first
+    assert main(["eval", "lasot", "--root", str(tmp_path / "empty"), *tiny_model.cli_args(), "--device", "cuda"]) \
+        == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == ("lorat eval: error: device 'cuda' asked but CUDA is not available "
+                                               "here - use --device cpu")
+
+
 @pytest.mark.slow
 def test_unknown_benchmark_is_one_line_without_traceback(tmp_path, tiny_model):
     out = lorat_eval("vot2099", "--root", tmp_path, *tiny_model.cli_args(), cwd=tmp_path)

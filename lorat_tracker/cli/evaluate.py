@@ -119,8 +119,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     spec = TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
-    if spec.backend != "torch":
-        spec.check_runtime()  # likewise a backend that cannot run on the device, or is not installed
+    spec.check_runtime()  # likewise a device that is not there, or a backend that cannot run on it or is missing
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
     bench.check_annotations()  # every line of every selected sequence, before anything is tracked
     if compare and not bench.has_ground_truth:
