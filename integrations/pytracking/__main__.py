@@ -17,7 +17,8 @@ def main(argv=None) -> int:
                "  LORAT_WEIGHTS=/path/to/base.bin LORAT_BACKBONE=/path/to/dinov2_vitb14_pretrain.pth \\\n"
                "      python run_tracker.py lorat b224 --dataset_name otb\n"
                "  LORAT_WEIGHTS=/path/to/lorat-L-378.safetensors python run_tracker.py lorat export --dataset_name otb\n\n"
-               "environment: LORAT_WEIGHTS, LORAT_BACKBONE, LORAT_DEVICE, LORAT_PRECISION, LORAT_VARIANT.\n"
+               "environment: LORAT_<OPTION> for every tracker option (LORAT_WEIGHTS, LORAT_BACKBONE, LORAT_VARIANT,\n"
+               "LORAT_DEVICE, LORAT_PRECISION, LORAT_BACKEND, LORAT_THREADS, ...; see lorat track --help).\n"
                "pytracking skips sequences that already have results (tracking_results/lorat/<param>/): after\n"
                "switching weights pass --runid N or move the old results away.",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -45,7 +45,7 @@ def _register_parser() -> argparse.ArgumentParser:
                "VOTS masks with SAM:\n  lorat vot register --workspace vots-ws --variant g-378 --weights giant_378.bin \\\n"
                "      --backbone dinov2_vitg14_pretrain.pth --device cuda --masks sam --sam-checkpoint sam_vit_h_4b8939.pth")
     p.add_argument("--workspace", required=True, help="VOT workspace directory (holds config.yaml)")
-    # --variant --weights --backbone --device --precision --compile --threads, as in `lorat track`
+    # the model and runtime options of the tracker spec (--variant ... --backend --threads), as in `lorat track`
     TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
     p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
     p.add_argument("--timeout", type=int, default=None,

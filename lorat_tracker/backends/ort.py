@@ -1,4 +1,4 @@
-"""ONNX Runtime: the ONNX file on the CPU (or CUDA with onnxruntime-gpu), float32."""
+"""ONNX Runtime: the ONNX file on the CPU (or CUDA with onnxruntime-gpu), float32 (or an int8 file as it is)."""
 from __future__ import annotations
 
 from .base import OUTPUT_NAMES, Network, host_inputs, runtime_threads, to_device

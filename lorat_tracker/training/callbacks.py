@@ -8,7 +8,7 @@ The Trainer calls every hook on rank 0 only, in this order::
     on_evaluate(row 0)              the starting weights, when --val is given (not on resume)
     per epoch: on_epoch_begin -> on_step_end (each step) -> on_epoch_steps_end (also when stopped)
                -> on_epoch_end(row) (after the epoch's validation and its checkpoint)
-    on_train_end                    always, also after Ctrl-C or an error
+    on_train_end                    once on_train_begin has run: also after Ctrl-C or an error
 
 A hook reads what it needs from ``trainer``: ``trainer.cfg`` (TrainConfig), ``trainer.history`` (per
 step: ``step``, ``loss``, ``lr``), ``trainer.rows`` (per epoch: the metrics rows so far) and

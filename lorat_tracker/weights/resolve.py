@@ -31,7 +31,8 @@ class ResolvedWeights:
     backbone_format: Optional[WeightsFormat]   # the backbone file's; None when the weights carry the backbone
     weights_source: Optional[str]              # the LoRAT weights file read
     backbone_source: str                       # where the frozen backbone came from: a file or timm's model name
-    base: StateDict       # the frozen backbone in our inference keys, pos_embed resized; no LoRA folded in
+    base: StateDict       # the frozen backbone in our inference keys (a backbone file's pos_embed resized to
+                          # the search grid; one carried in the weights file already is); no LoRA folded in
     trained: StateDict    # the file's trained tensors (official names: LoRA A/B, head, token types) + meta tensors
     merged: Optional[StateDict]  # the complete inference state (LoRA folded in); None when resolved for training
 
