@@ -65,7 +65,7 @@ class TrackerLoRAT:
 
         spec = TrackerSpec.of(variant, weights=weights, backbone=backbone, device=device, precision=precision,
                               **kwargs)
-        return cls(spec.build(), score_threshold)
+        return cls(spec.boxes_only("OpenCV-style tracker").build(), score_threshold)
 
     def init(self, image, boundingBox) -> None:
         """Start tracking ``boundingBox`` = (x, y, w, h), 0-based pixels, in the BGR ``image``."""

@@ -375,6 +375,14 @@ class TrackerSpec:
                             "sam_%s file%s" % (literal(self.sam_checkpoint), literal(architecture.describe()),
                                                self.sam_type, other), self.sam_type)
 
+    def boxes_only(self, surface: str) -> "TrackerSpec":
+        """The spec, for a surface that returns boxes only (``surface`` names it): masks there would cost
+        a SAM run per frame and be thrown away, so they are refused."""
+        if self.masks != "none":
+            raise SpecError("masks", "{self}: the %s returns boxes only - leave masks out (SAM masks come "
+                                     "with lorat track, lorat vot register and LoRATTracker)" % surface, self.masks)
+        return self
+
     # ------------------------------------------------------------------------------ surfaces
 
     def replace(self, **changes) -> "TrackerSpec":

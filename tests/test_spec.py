@@ -149,6 +149,16 @@ def test_adapters_keep_the_spec_and_take_the_keywords_given(tiny_model):
     for wrong in ({"device": "cuda"}, {"precision": "fp16"}):
         with pytest.raises(TypeError, match="not both"):
             LoRATGot10kTracker(tracker, **wrong)
+    # Box-only surfaces refuse masks (a SAM run per frame, thrown away) before loading anything.
+    from lorat_tracker.integrations.pytracking import load_network
+
+    sam = spec.replace(masks="sam", sam_checkpoint=str(tiny_model.weights))
+    for build, surface in ((lambda: opencv.create(sam), "OpenCV-style tracker"),
+                           (lambda: LoRATGot10kTracker(sam), "GOT-10k toolkit tracker"),
+                           (lambda: load_network(sam), "pytracking tracker")):
+        with pytest.raises(SpecError, match=f"masks='sam': the {surface} returns boxes only") as info:
+            build()
+        assert info.value.option == "masks"
 
 
 def test_check_imports_no_torch(tmp_path):

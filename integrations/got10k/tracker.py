@@ -34,7 +34,7 @@ class LoRATGot10kTracker(Tracker):
             lorat = tracker
         else:
             lorat = TrackerSpec.of(tracker, weights=weights, backbone=backbone, device=device, precision=precision,
-                                   **options).build()
+                                   **options).boxes_only("GOT-10k toolkit tracker").build()
         if name is None:
             name = lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0]
         super().__init__(name=name, is_deterministic=True)

@@ -78,7 +78,8 @@ def load_network(spec, weights=None, backbone=None, device=None, precision: Opti
     arguments. The network is read-only at inference, so every caller shares it; each gets its own
     target state.
     """
-    spec = TrackerSpec.of(spec, weights=weights, backbone=backbone, device=device, precision=precision, **options_)
+    spec = TrackerSpec.of(spec, weights=weights, backbone=backbone, device=device, precision=precision,
+                          **options_).boxes_only("pytracking tracker")
     key = network_key(spec)
     with _NETWORKS_LOCK:
         loaded = _NETWORKS.get(key)
