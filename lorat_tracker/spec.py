@@ -467,11 +467,6 @@ class TrackerSpec:
             values[o.name] = o.parse_text(text, spelling)
         return (cls() if base is None else base).replace(**values)
 
-    @classmethod
-    def flag(cls, name: str) -> str:
-        """The command-line flag of option ``name`` (``"sam_checkpoint"`` -> ``"--sam-checkpoint"``)."""
-        return option_named(name, cls).flag
-
 
 # ------------------------------------------------------------------------- option metadata
 
