@@ -7,9 +7,10 @@ official parameter groups, cosine schedule with warm-up, gradient clipping). The
 official recipe (170 epochs x 131,072 pairs, batch 128); for a small domain set fewer epochs and pairs.
 
 Writes OUT/lorat.bin in the released format (every lorat command and the official code load it),
-OUT/checkpoint.pth, OUT/metrics.csv, OUT/curves.png and, with TensorBoard installed, OUT/tensorboard/. Running the same command
-again resumes from the last checkpoint; Ctrl-C writes one and exits 130. Under torchrun every process
-trains its share of each global batch (the result equals one process with the same --batch-size).
+OUT/checkpoint.pth, OUT/metrics.csv, OUT/curves.png and, with TensorBoard installed, OUT/tensorboard/.
+Running the same command again resumes from the last checkpoint; Ctrl-C writes one and exits 130.
+Under torchrun every process trains its share of each global batch (the result equals one process
+with the same --batch-size).
 """
 from __future__ import annotations
 
