@@ -49,7 +49,8 @@ def tiny_model() -> TinyModel:
 
 # After OpenVINO has run in a process, DataLoader workers started later in that process crashed it with
 # SIGSEGV (reproduced: test_backends.py then `lorat train --workers 1` in one pytest process; not seen
-# with ONNX Runtime alone). Users do not mix the two in one process, and the suite does not either: every test that
-# starts data workers runs them in a process of its own (`lorat train` through run_cli, the loader test
-# through `python -c`). No test order is relied on: pytest-xdist hands out the largest group first, so
-# the OpenVINO files' group (their pytestmark, kept together for their module fixtures) runs early.
+# with ONNX Runtime alone). Users do not mix the two in one process, and the suite does not either:
+# every test that starts data workers runs them in a process of its own (`lorat train` through run_cli,
+# the loader test through `python -c`). No test order is relied on: pytest-xdist hands out the largest
+# group first, so the OpenVINO files' group (their pytestmark, kept together for their module
+# fixtures) runs early.

@@ -65,7 +65,8 @@ def test_check_accepts_a_good_spec_and_returns_it(files):
     assert spec.check() is spec
     assert TrackerSpec(weights=files["weights"]).check().precision == "auto"
     # the command line's words for compile mean the same in Python (they were refused as "not a compile mode")
-    assert TrackerSpec(weights=files["weights"], compile="on").check() == TrackerSpec(weights=files["weights"], compile=True)
+    on = TrackerSpec(weights=files["weights"], compile="on").check()
+    assert on == TrackerSpec(weights=files["weights"], compile=True)
     assert TrackerSpec(compile="off").compile is False and TrackerSpec(compile="inductor").compile == "inductor"
 
 

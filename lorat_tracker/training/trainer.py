@@ -37,6 +37,7 @@ from .run_folder import check_run_folder, write_run_file
 from .signals import StopRequest
 from .validation import Evaluator, EvaluatorUnavailable, print_tracking_table, validation_loss
 
+
 def _seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed((seed * 1_000_003 + step * 7919 + rank) % (2 ** 63))
 
