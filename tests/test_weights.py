@@ -422,6 +422,38 @@ def test_float8_tensor_is_refused_with_its_name(tmp_path):
         build_model("tiny-mlp-224", path, MLP / "backbone.pth")
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: s.__setitem__(7, s.pop("token_type_embed")), r"has a key of type int \(7\)"),
+    (lambda s: s.__setitem__("token_type_embed", s["token_type_embed"].to_sparse()),
+     r"tensor token_type_embed is a sparse_coo tensor"),
+    (lambda s: s.__setitem__("token_type_embed", torch.empty(3, 8, device="meta")),
+     r"tensor token_type_embed is a meta tensor, which holds no values"),
+    (lambda s: s.__setitem__("token_type_embed",
+                             torch.quantize_per_tensor(s["token_type_embed"], 0.1, 0, torch.qint8)),
+     r"tensor token_type_embed has dtype qint8"),
+    (lambda s: s.__setitem__("head", {"w": torch.zeros(2)}), r"does not hold a state dict of tensors"),
+], ids=["int-key", "sparse", "meta", "quantized", "nested"])
+def test_malformed_state_dict_containers_are_refused_in_one_line(tmp_path, edit, message):
+    """Each of these escaped as AttributeError / NotImplementedError / RuntimeError from inside torch."""
+    state = load_file(MLP / "lorat.bin")
+    edit(state)
+    path = tmp_path / "edited.bin"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=message):
+        build_model("tiny-mlp-224", path, MLP / "backbone.pth")
+    with pytest.raises(WeightsError, match=message):
+        inspect_weights(path)
+
+
+def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "weights.bin"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsError, match="is not a regular file"):
+        inspect_weights(fifo)
+
+
 def test_backbone_of_another_patch_size_is_refused(tmp_path):
     """A patch-16 ViT (DINOv3, say) is refused by its patch size; timm's converter alone would resize the
     patch embedding to 14x14 and the file would load."""

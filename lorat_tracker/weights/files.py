@@ -49,6 +49,8 @@ def read_weights_file(path) -> WeightsFile:
         raise WeightsNotFoundError(f"weights file {path} does not exist - check the path")
     if os.path.isdir(path):
         path = _weights_file_in_folder(path)
+    if not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise WeightsError(f"{path} is not a regular file (a pipe, socket or device) - pass the weights file")
     with open(path, "rb") as f:
         head = f.read(1024)
         size = os.fstat(f.fileno()).st_size
@@ -158,6 +160,12 @@ def check_tensors(tensors: StateDict, source: str) -> None:
     and a boolean. Every other tensor of a LoRAT or DINOv2 file is a floating-point weight.
     """
     for name, t in tensors.items():
+        if t.layout != torch.strided or t.device.type == "meta":
+            if t.device.type == "meta":
+                raise WeightsError(f"{source}: tensor {name} is a meta tensor, which holds no values - save the "
+                                   "state dict of a model whose weights were loaded or trained")
+            raise WeightsError(f"{source}: tensor {name} is a {str(t.layout).replace('torch.', '')} tensor; "
+                               "weights are dense - save the dense state dict (tensor.to_dense())")
         if name == "use_rslora":
             if t.numel() != 1 or t.is_floating_point() or t.is_complex() or t.item() not in (0, 1):
                 raise WeightsError(f"{source}: tensor use_rslora must be one boolean, got {_describe(t)} - "
@@ -199,4 +207,8 @@ def _unwrap(obj, path: str) -> StateDict:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
+    bad = next((k for k in obj if not isinstance(k, str)), None)
+    if bad is not None:
+        raise WeightsError(f"{path} is not a state dict: it has a key of type {type(bad).__name__} ({bad!r:.40}), "
+                           "and every key of a state dict is a tensor name - save model.state_dict()")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
