@@ -42,7 +42,7 @@ _LAZY = {
     "ConfigError": "errors", "DatasetLayoutError": "errors", "InvalidBoxError": "errors",
     "InvalidImageError": "errors", "LoRATError": "errors", "NotInitializedError": "errors",
     "SourceError": "errors", "SourceNotFoundError": "errors", "WeightsError": "errors",
-    "WeightsNotFoundError": "errors", "BackendError": "errors", "BackendNotInstalledError": "errors",
+    "WeightsNotFoundError": "errors", "DamagedWeightsError": "errors", "BackendError": "errors", "BackendNotInstalledError": "errors",
     "FrameSizeWarning": "tracker", "LoRATTracker": "tracker", "Prediction": "tracker", "Target": "tracker",
     "build_model": "weights", "export_merged": "weights", "inspect_weights": "weights",
     "MaskFallbackWarning": "tracker",
@@ -55,7 +55,7 @@ __all__ = [
     "LoRATTracker", "Prediction", "Target", "FrameSizeWarning", "VariantConfig", "load_config",
     "available_variants", "build_model", "export_merged", "inspect_weights", "LoRATError", "ConfigError",
     "InvalidBoxError", "InvalidImageError", "NotInitializedError", "WeightsError", "WeightsNotFoundError",
-    "DatasetLayoutError", "SourceError", "SourceNotFoundError",
+    "DamagedWeightsError", "DatasetLayoutError", "SourceError", "SourceNotFoundError",
     "BoxToMask", "SamCheckpointError", "SamCheckpointNotFoundError", "SamNotInstalledError", "SegmentationError",
     "MaskFallbackWarning", "TrackerSpec", "SpecError", "BackendError", "BackendNotInstalledError",
 ]
@@ -79,8 +79,8 @@ def __dir__():
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (this module runs at every start-up)
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .config import VariantConfig, available_variants, load_config
-    from .errors import (BackendError, BackendNotInstalledError, ConfigError, DatasetLayoutError, InvalidBoxError, InvalidImageError, LoRATError,
-                         NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
+    from .errors import (BackendError, BackendNotInstalledError, ConfigError, DamagedWeightsError, DatasetLayoutError,
+                         InvalidBoxError, InvalidImageError, LoRATError, NotInitializedError, SourceError, SourceNotFoundError, WeightsError, WeightsNotFoundError)
     from .segmentation import (BoxToMask, SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError,
                                SegmentationError)
     from .tracker import FrameSizeWarning, LoRATTracker, MaskFallbackWarning, Prediction, Target

@@ -30,6 +30,12 @@ class WeightsError(LoRATError, ValueError):
     """A weights file that does not fit the variant, or is corrupt, truncated or incomplete."""
 
 
+class DamagedWeightsError(WeightsError):
+    """Weights whose values are finite but make the network's output non-finite (they overflow in the
+    precision in use): raised for the frame whose score map or boxes are NaN or infinite, before anything
+    of that frame is returned or written, and at load when a tensor exceeds the precision's range."""
+
+
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """A weights path that does not exist."""
 
@@ -61,3 +67,11 @@ class BackendError(ConfigError):
 
 class BackendNotInstalledError(BackendError, ImportError):
     """A backend whose runtime package is missing; the message names the extra that installs it."""
+
+
+class OutputError(LoRATError, OSError):
+    """An output file that could not be written (full disk, read-only file system, no permission); the
+    message names the file and the cause. The earlier file of that name, if any, is left as it was."""
+
+    def __str__(self) -> str:  # the message alone, not OSError's "[Errno N] message: 'file'"
+        return self.strerror or super().__str__()

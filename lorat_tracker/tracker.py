@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import warnings
 from typing import List, NamedTuple, Optional, Sequence, Union
 
@@ -31,7 +32,7 @@ import torch
 from .boxes import clip_box, validate_box, xyxy_to_xywh
 from .config import VariantConfig
 from .cropping import CropParams, nominal_crop_params, pixel_aligned_crop, search_crop_box, template_mask
-from .errors import ConfigError, InvalidImageError, NotInitializedError
+from .errors import ConfigError, DamagedWeightsError, InvalidImageError, NotInitializedError
 from .images import as_rgb_image
 from .model import LoRATModel
 from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, resolve_device,
@@ -105,6 +106,7 @@ class LoRATTracker:
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
         self.model = model.to(self.device).eval()
+        check_weight_range(self.model, self.autocast_dtype)
         if self.autocast_dtype is not None and self.device.type in ("cpu", "cuda"):
             self.model = low_precision_weights(self.model, self.autocast_dtype)
         self._forward = self._make_forward(compile)
@@ -315,9 +317,24 @@ class LoRATTracker:
         rows = torch.arange(p.shape[0], device=p.device)
         size = self.cfg.search.size
         crop_boxes = boxes.flatten(1, 2)[rows, k] * size
-        # One host transfer for all targets.
-        out = torch.cat((p[rows, k].unsqueeze(1), crop_boxes), dim=1).cpu().numpy()
-        return out[:, 0], out[:, 1:].astype(np.float64)
+        # Every output finite, per target (a damaged or overflowing network gives NaN / inf, and a NaN
+        # argmax still picks a cell): in the same single host transfer as the chosen scores and boxes.
+        finite = (torch.isfinite(score_map.flatten(1)).all(1) & torch.isfinite(boxes.flatten(1)).all(1)).to(p.dtype)
+        out = torch.cat((p[rows, k].unsqueeze(1), crop_boxes, finite.unsqueeze(1)), dim=1).cpu().numpy()
+        if not out[:, 5].all():
+            bad = [int(i) for i in np.flatnonzero(out[:, 5] == 0)]
+            precision = self._precision_name()
+            advice = "use another copy" if precision == "fp32" else "run precision='fp32', or use another copy"
+            raise DamagedWeightsError(
+                f"the network's output is not finite (NaN or infinite score map or boxes) for target(s) {bad} of "
+                f"this frame in {precision}: the weights are damaged or overflow in this precision - nothing was "
+                f"returned for this frame; check the file with lorat info, or {advice}")
+        return out[:, 0], out[:, 1:5].astype(np.float64)
+
+    def _precision_name(self) -> str:
+        if self.backend != "torch":
+            return str(self.precision)
+        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
 
     def _check_frame_size(self, tgt: Target, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
@@ -326,6 +343,28 @@ class LoRATTracker:
                           f"{tgt.frame_size[1]}; the box is kept in pixel coordinates and clipped to the "
                           "new frame", FrameSizeWarning, stacklevel=3)
             tgt.size_warned = True
+
+
+# The largest finite value of each reduced precision: a weight beyond it becomes inf when cast.
+_PRECISION_MAX = {torch.float16: float(torch.finfo(torch.float16).max)}
+
+
+def check_weight_range(model: torch.nn.Module, dtype: Optional[torch.dtype]) -> None:
+    """Refuse a model with a tensor beyond the range of the precision it will run in, naming the tensor.
+
+    fp16 (max 65504) is the one precision whose range is smaller than the file's: bf16 has fp32's
+    exponent range, and fp32 weights are already finite (checked when the file was read). A weight that
+    fits but overflows inside the network is caught on its first frame (``DamagedWeightsError``)."""
+    limit = _PRECISION_MAX.get(dtype)
+    if limit is None:
+        return
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t.is_floating_point() and t.numel():
+            peak = float(t.detach().abs().max())
+            if peak > limit:
+                raise DamagedWeightsError(f"tensor {name} holds values up to {peak:.3g}, beyond the range of fp16 "
+                                          f"(largest {limit:g}): it would be infinite in this precision - use "
+                                          "precision='fp32' (or bf16), or check the weights with lorat info")
 
 
 def _check_refiner(masks):

@@ -339,7 +339,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logfile = setup_logging(args.log)
     log.info("starting: python %s, pid %d, log %s", sys.executable, os.getpid(), logfile or "stderr only")
-    from lorat_tracker.errors import LoRATError
+    from lorat_tracker.errors import DamagedWeightsError, LoRATError
 
     try:
         spec = read_spec(args).check()
@@ -353,6 +353,9 @@ def main(argv=None) -> int:
         log.error("cannot start: %s (`lorat vot register` writes these into trackers.ini)",
                   e.render(EnvSpelling(ENV_PREFIX)))
         return 2
+    except DamagedWeightsError as e:  # at the warm-up before the handshake, or on a frame of the run
+        log.error("the weights are damaged: %s", e)
+        return 1
     except LoRATError as e:
         log.error("cannot start: %s", e)
         return 2

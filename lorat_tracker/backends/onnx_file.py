@@ -79,6 +79,17 @@ def is_onnx_path(path) -> bool:
 
 # ------------------------------------------------------------------------------------------ export
 
+def check_export_available():
+    """The ``onnx`` module, once the packages an ONNX export needs are known to be installed."""
+    onnx = import_onnx()
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter is written with it)
+    except ImportError as e:
+        raise BackendNotInstalledError(f"ONNX export needs the onnxscript package ({e}) - install it with: "
+                                       f"{ONNX_HINT}") from None
+    return onnx
+
+
 def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[str] = None) -> OnnxInfo:
     """Write ``model`` (a merged ``LoRATModel``) as ONNX at ``path``, atomically; ``batch=None``: dynamic.
 
@@ -87,14 +98,12 @@ def export_onnx(model, path, batch: Optional[int] = 1, source_sha256: Optional[s
     """
     import torch
 
-    onnx = import_onnx()
-    try:
-        import onnxscript  # noqa: F401  (the dynamo exporter is written with it)
-    except ImportError as e:
-        raise BackendNotInstalledError(f"ONNX export needs the onnxscript package ({e}) - install it with: "
-                                       f"{ONNX_HINT}") from None
+    onnx = check_export_available()
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
+    from ..weights.export import check_output_finite
+
+    check_output_finite(model)  # weights that overflow are never written as an export
     cfg = model.cfg
     # Traced on the CPU in eval mode; the caller's model goes back where it was (device and mode) after.
     device, was_training = next(model.parameters()).device, model.training

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from ..config import VariantConfig
 from ..errors import ConfigError, WeightsError
-from ..io import atomic_path
+from ..io import atomic_path, write_error
 from .files import StateDict, WeightsFile, check_tensors
 
 EXPORT_FORMAT = "lorat-tracker/merged-v1"
@@ -23,9 +23,42 @@ def export_merged(model, path) -> None:
     """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     check_tensors(state, "the model to export")
+    check_output_finite(model)
     metadata = {"format": EXPORT_FORMAT, "config": model.cfg.to_json(), "digest": export_digest(model.cfg, state)}
     with atomic_path(path) as tmp:
-        save_file(state, tmp, metadata=metadata)
+        try:
+            save_file(state, tmp, metadata=metadata)
+        except Exception as e:  # noqa: BLE001 - SafetensorError wraps the OS error (full disk) in its text
+            raise write_error(path, e) from None
+
+
+def check_output_finite(model) -> None:
+    """One forward of ``model`` in fp32 on a neutral crop pair (the normalised mean image): refuse weights
+    whose values are finite but overflow inside the network (its output NaN or infinite), naming the
+    tensor of largest magnitude, so such weights are never written as an export."""
+    import torch
+
+    from ..errors import DamagedWeightsError
+
+    cfg = model.cfg
+    param = next(model.parameters())
+    z = torch.zeros(1, 3, cfg.template.size, cfg.template.size, device=param.device)
+    x = torch.zeros(1, 3, cfg.search.size, cfg.search.size, device=param.device)
+    mask = torch.ones(1, cfg.template_grid, cfg.template_grid, dtype=torch.int64, device=param.device)
+    training = model.training
+    try:
+        with torch.inference_mode():
+            score_map, boxes = model.eval()(z, x, mask)
+    finally:
+        model.train(training)
+    if bool(torch.isfinite(score_map).all() and torch.isfinite(boxes).all()):
+        return
+    with torch.no_grad():
+        name, t = max(((n, t) for n, t in model.state_dict().items() if t.is_floating_point()),
+                      key=lambda item: float(item[1].abs().max()) if item[1].numel() else 0.0)
+    raise DamagedWeightsError(f"the network's output is not finite in fp32 for a plain input: the weights overflow "
+                              f"(largest magnitude: tensor {name}, {float(t.abs().max()):.3g}) - they are damaged; "
+                              "use another copy")
 
 
 def export_digest(cfg: VariantConfig, tensors: StateDict) -> str:
