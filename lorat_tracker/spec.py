@@ -538,5 +538,12 @@ def _check_file(o: Option, path) -> None:
     if not os.path.exists(text):
         advice = o.file if isinstance(o.file, str) else "check the path"
         raise SpecFileNotFoundError(o.name, "{self} does not exist - " + literal(advice), text)
-    if os.path.isdir(text):
-        raise SpecError(o.name, "{self} is a directory - pass the file inside it", text)
+    if os.path.isdir(text) and not is_hf_folder(text):
+        raise SpecError(o.name, "{self} is a directory - pass the file inside it, or a Hugging Face model folder "
+                                "(config.json + model.safetensors)", text)
+
+
+def is_hf_folder(path) -> bool:
+    """A folder as ``save_pretrained`` or a Hub download leaves it (``config.json`` beside the weights):
+    taken wherever a weights or backbone file is (``lorat_tracker.weights`` reads the file inside)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))

@@ -289,3 +289,28 @@ def test_sharded_checkpoint_is_refused_with_advice(mlp_folder):
     (mlp_folder / "model.safetensors.index.json").write_text('{"weight_map": {}}')
     with pytest.raises(WeightsError, match="sharded Hugging Face checkpoint"):
         build_model("tiny-mlp-224", WEIGHTS, mlp_folder)
+
+
+def test_the_folder_is_taken_at_the_command_line_as_docs_weights_md_says(saved_mlp, tmp_path):
+    """`lorat track --backbone FOLDER` was refused by the file check ("is a directory") and `lorat train`
+    said such a folder "does not exist"."""
+    from lorat_tracker import demo as sd
+    from run_cli import run_lorat
+
+    sd.write_folder(tmp_path / "videos", count=2, frames=6, seed=3)
+    weights = DATA_DIR / "tiny-mlp" / "lorat.bin"
+    seq = tmp_path / "videos" / "video_0"
+    common = ["--variant", "tiny-mlp-224", "--weights", weights, "--device", "cpu"]
+    meta = run_lorat("track", seq, "--box", seq / "groundtruth.txt", *common, "--backbone",
+                     DATA_DIR / "tiny-mlp" / "backbone.pth", "--no-progress")
+    hf = run_lorat("track", seq, "--box", seq / "groundtruth.txt", *common, "--backbone", saved_mlp, "--no-progress")
+    assert hf.returncode == 0, hf.stderr
+    assert hf.stdout == meta.stdout and len(hf.stdout.splitlines()) == 6
+    proc = run_lorat("train", *common, "--backbone", saved_mlp, "--data", f"folder={tmp_path / 'videos'}",
+                     "--out", tmp_path / "run", "--epochs", "1", "--pairs-per-epoch", "8", "--batch-size", "8",
+                     "--workers", "0", "--no-progress", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    proc = run_lorat("track", seq, "--box", "1,1,20,20", *common, "--backbone", plain)
+    assert proc.returncode == 2 and "is a directory" in proc.stderr
