@@ -7,14 +7,25 @@ temporary file in the target's folder, flushed to disk (fsync), given mode ``0o6
 shared server) and renamed onto the target with ``os.replace``. A reader, or a crash, sees either the
 old file or the complete new one, never half of one. Written by hand because the standard library
 has no atomic-replace writer and the packages that do (e.g. ``atomicwrites``) are unmaintained.
+
+A failure while writing (full disk, read-only file system, no permission) is raised as ``OutputError``
+naming the target file and the cause, never the temporary file. The temporary file's name carries the
+writer's host and process id (``.NAME.HOST-PID.XXXX.partial``): one left by a writer that was killed
+(kill -9, power loss) is removed by the next write of the same target on that host, so hidden
+partials do not pile up.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
+import socket
 import tempfile
 import threading
 from typing import IO, Iterator
+
+from .errors import OutputError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -41,31 +52,203 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-@contextlib.contextmanager
-def atomic_path(path) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` (umask-honouring mode).
+WRITE_FAULT_ADVICE = {errno.ENOSPC: "the disk is full - free some space or write elsewhere",
+           errno.EDQUOT: "the disk quota is exceeded - free some space or write elsewhere",
+           errno.EROFS: "the file system is read-only - write elsewhere",
+           errno.EACCES: "permission denied - write elsewhere or change the folder's permissions",
+           errno.EPERM: "not permitted - write elsewhere or change the folder's permissions"}
 
-    For writers that want a file name (``safetensors.save_file``, ``zipfile.ZipFile``...). On any
-    exception (Ctrl-C included) the temporary file is removed and ``path`` is left untouched.
-    """
+
+def output_error(path, error: OSError) -> OutputError:
+    """``OutputError`` for a failed write of ``path``: the target's name, the cause and what to do."""
+    cause = WRITE_FAULT_ADVICE.get(error.errno) or (error.strerror or str(error))
+    out = OutputError(error.errno, f"cannot write {os.fspath(path)}: {cause}")
+    out.filename = os.fspath(path)
+    return out
+
+
+def check_writable(path, folder: bool = False) -> None:
+    """Raise ``OutputError`` now, before any work, when ``path`` (a file, or with ``folder`` a folder to
+    write into) cannot be created: its nearest existing folder is read-only or not writable. A full
+    disk cannot be foreseen; writing then raises ``OutputError`` too."""
+    path = os.fspath(path)
+    target = os.path.abspath(path)
+    probe = target if folder and os.path.isdir(target) else os.path.dirname(target)
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.isdir(probe) and not os.access(probe, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        raise output_error(path, OSError(errno.EROFS if read_only else errno.EACCES, "not writable"))
+
+
+def write_error(path, error: BaseException) -> OutputError:
+    """``OutputError`` for a library's own write error (safetensors' SafetensorError carries the OS error
+    only in its text: "... (os error 28)")."""
+    import re
+
+    m = re.search(r"os error (\d+)", str(error))
+    code = int(m.group(1)) if m else errno.EIO
+    return output_error(path, OSError(code, os.strerror(code) if m else str(error)))
+
+
+def _partial_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}."
+
+
+def _owner() -> str:
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def remove_stale_partials(path) -> None:
+    """Remove the temporary files of earlier writes of ``path`` whose writer (same host) is gone."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
+    host = socket.gethostname().replace(".", "_")
+    pattern = os.path.join(glob.escape(folder), glob.escape(_partial_prefix(path)) + "*.partial*")
+    for tmp in glob.glob(pattern):
+        owner = os.path.basename(tmp)[len(_partial_prefix(path)):].split(".", 1)[0]
+        writer_host, _, pid = owner.rpartition("-")
+        if writer_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
         with contextlib.suppress(OSError):
             os.remove(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: another user's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block has run, then deliver it to the handler it was meant for.
+
+    For steps that must not be cut in two (create a temporary file and remember its name; flush, chmod
+    and rename it) and for imports whose C++ start-up calls Python (torch: a KeyboardInterrupt raised
+    there crosses a pybind11 boundary and aborts the process). A Python-level handler records the
+    signal, whichever thread the OS delivered it to; only the main thread can install one, and only
+    it ever sees a KeyboardInterrupt, so elsewhere the block runs as it is."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    except ValueError:  # no signal handling here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, received[0])
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def new_partial(path, suffix: str = "") -> str:
+    """A new empty temporary file next to ``path`` (its folder made if needed) for ``commit_partial``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_partials(path)
+        with interrupts_deferred():  # the caller always learns the name of a file that exists
+            fd, tmp = tempfile.mkstemp(prefix=f"{_partial_prefix(path)}{_owner()}.", suffix=".partial" + suffix,
+                                       dir=folder)
+            os.close(fd)
+    except OSError as e:
+        raise output_error(path, e) from None
+    return tmp
+
+
+def commit_partial(tmp: str, path) -> None:
+    """Flush ``tmp`` to disk, give it the umask's mode and rename it onto ``path``; on failure remove it
+    and raise ``OutputError`` naming ``path``."""
+    try:
+        with interrupts_deferred():  # renamed whole, or removed: never left behind by a Ctrl-C
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
+    except OSError as e:
+        discard_partial(tmp)
+        raise output_error(path, e) from None
+    except BaseException:
+        discard_partial(tmp)
         raise
+
+
+def discard_partial(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` (umask-honouring mode).
+
+    For writers that want a file name (``safetensors.save_file``, ``zipfile.ZipFile``; ``suffix`` for one
+    that picks its format by the name's extension). On any exception (Ctrl-C included) the temporary
+    file is removed and ``path`` is left untouched. An ``OSError`` of the file system (full, read-only,
+    permissions) becomes ``OutputError`` naming ``path``.
+    """
+    path = os.fspath(path)
+    tmp = new_partial(path, suffix)
+    try:
+        yield tmp
+    except BaseException as e:  # Ctrl-C included: the temporary file goes, the target stays as it was
+        discard_partial(tmp)
+        fault = _write_fault_of(e, tmp, path)
+        if fault is not None:
+            raise output_error(path, fault) from None
+        raise
+    commit_partial(tmp, path)
+
+
+def _write_fault_of(error: BaseException, tmp: str, path: str):
+    """The ``OSError`` of the file system behind ``error``, if it is one: the error itself, the one a
+    library re-raised as its own (torch.save: RuntimeError "unexpected pos" with the OSError as its
+    context) or named only in its text (safetensors: "... (os error 28)")."""
+    if isinstance(error, OutputError) or not isinstance(error, Exception):
+        return None
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and not isinstance(seen, OutputError) and _is_write_fault(seen, tmp, path):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    import re
+
+    m = re.search(r"os error (\d+)", str(error))
+    if m and int(m.group(1)) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return OSError(int(m.group(1)), os.strerror(int(m.group(1))))
+    return None
+
+
+def _is_write_fault(error: OSError, tmp: str, path: str) -> bool:
+    """An error of writing ``tmp`` / renaming it onto ``path`` (or a full / read-only disk anywhere): not a
+    read error of some input that happened inside the ``with`` block."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return error.filename in (None, tmp, path) or getattr(error, "filename2", None) in (tmp, path)
 
 
 @contextlib.contextmanager

@@ -110,3 +110,18 @@ def test_parser_constants_match_the_modules_they_stand_for():
 
     assert runtime.PRECISIONS is constants.PRECISIONS and selftest.TOLERANCE_PX == constants.TOLERANCE_PX
     assert set(constants.VARIANTS) == {v for v in available_variants() if not v.startswith("tiny-")}
+
+
+@pytest.mark.parametrize("argv,command", [(["track", "video.mp4"], "track"), (["eval"], "eval"),
+                                          (["train", "--variant", "B-224"], "train"),
+                                          (["export", "--bogus"], "export"), (["nosuch"], ""),
+                                          (["eval", "got10k-val", "--root", ".", "--weights", "w.bin", "--masks", "sam"],
+                                           "eval"),
+                                          (["vot", "register"], "vot register"), (["vot", "workspace", "--x"],
+                                                                                 "vot workspace")])
+def test_every_parse_error_is_the_commands_one_line(argv, command):
+    """A missing required option or an unknown one: one line, as the README promises, not the usage block."""
+    proc = run_lorat(*argv)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(" ".join(["lorat", command]).strip() + ": error: ") and "usage:" not in proc.stderr

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -123,35 +119,6 @@ def test_track_glob_start_to_stdout(clip, tiny_model):
     assert rows.shape == (NUM_FRAMES - start, 5)
     np.testing.assert_allclose(rows[0, :4], init)
     assert f"({start}..{NUM_FRAMES - 1})" in r.stderr
-
-
-@pytest.mark.slow
-def test_ctrl_c_keeps_what_was_written(tiny_model, tmp_path):
-    seq = render_sequence(num_frames=60, size_wh=(160, 120), seed=5, object_size=(30, 24))
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i, rgb in enumerate(seq.frames):
-        cv2.imwrite(str(frames / f"{i:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    boxes_txt, video = tmp_path / "boxes.txt", tmp_path / "a.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "lorat_tracker", "track", str(frames), "--box",
-                             box_arg(seq.boxes[0, 0]), *tiny_model.cli_args(), "--device", "cpu", "--output",
-                             str(boxes_txt), "--video", str(video)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and proc.poll() is None:
-        if boxes_txt.exists() and len(read_lines(boxes_txt)) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    assert "interrupted: kept" in err
-    lines = read_lines(boxes_txt)
-    assert 3 <= len(lines) < 60
-    parse_rows(lines)  # every kept line is complete
-    assert count_video_frames(video) == len(lines)  # the video was finalised, not truncated
 
 
 # ------------------------------------------------------------------------------------ user mistakes

@@ -15,6 +15,7 @@ import argparse
 import sys
 
 USAGE = __doc__.split("\n\n")[1]
+VERBS = ("register", "workspace")  # lorat's own verbs; every other first argument goes to the toolkit
 
 
 def add_parser(sub) -> None:
@@ -26,11 +27,12 @@ def add_parser(sub) -> None:
 
 
 def _register_parser() -> argparse.ArgumentParser:
+    from lorat_tracker.cli import OneLineParser
     from lorat_tracker.spec import TrackerSpec
 
     from .registration import DEFAULT_TIMEOUT_S
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="lorat vot register",
         description="Write (or update) the LoRAT entry of a VOT workspace's trackers.ini, keeping the other\n"
                     "trackers. Afterwards `vot evaluate --workspace WS ID` runs LoRAT on any bundled stack:\n"
@@ -64,7 +66,9 @@ def _register_parser() -> argparse.ArgumentParser:
 
 
 def _workspace_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from lorat_tracker.cli import OneLineParser
+
+    p = OneLineParser(
         prog="lorat vot workspace",
         description="Create a VOT workspace that runs offline: your sequences (linked, not copied) or "
                     "synthetic demo sequences, list.txt, config.yaml for STACK and an empty trackers.ini.",
@@ -118,17 +122,21 @@ def run(args) -> int:
 
         from .registration import register
 
+        from lorat_tracker.cli import job_started
+
         register(a.workspace, TrackerSpec.from_args(a), name=a.name, timeout=a.timeout, multiobject=a.multiobject,
-                 check=a.check)
+                 check=a.check, on_start=job_started)
         return 0
     if argv[0] == "workspace":
         a = _workspace_parser().parse_args(argv[1:])
         _need_vot()
+        from lorat_tracker.cli import job_started
+
         from .workspace import create_workspace
 
         create_workspace(a.workspace, a.stack, sequences=a.sequences, demo=a.demo or 0,
                          demo_objects=a.demo_objects, demo_length=a.demo_length, copy=a.copy,
-                         demo_masks=a.demo_masks)
+                         demo_masks=a.demo_masks, on_start=job_started)
         return 0
     _need_vot()
     from .compat import run_vot

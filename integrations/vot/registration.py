@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from lorat_tracker.errors import ConfigError, LoRATError
-from lorat_tracker.io import atomic_open, atomic_write_text
+from lorat_tracker.io import atomic_open, atomic_write_text, check_writable, output_error
 from lorat_tracker.spec import MASK_MODES, SpecError, TrackerSpec  # noqa: F401  (MASK_MODES: public here before)
 
 from . import ENV_PREFIX
@@ -120,13 +120,28 @@ def stack_experiment_types(workspace: Path, config: dict) -> List[str]:
             pass
         for c in candidates:
             if c.is_file():
-                with open(c) as f:
-                    data = yaml.safe_load(f)
+                data = read_stack_file(c)
                 break
     experiments = (data or {}).get("experiments") or {}
     if isinstance(experiments, dict):
         experiments = experiments.values()
     return [str(e.get("type", "")) for e in experiments if isinstance(e, dict)]
+
+
+def read_stack_file(path: Path) -> dict:
+    """A stack YAML file as a mapping; a file that is not one is a ``WorkspaceError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise WorkspaceError(f"stack file {path} is not valid YAML{at}: {getattr(e, 'problem', None) or e} - "
+                             "fix it or pass a bundled stack name") from None
+    if data is not None and not isinstance(data, dict):
+        raise WorkspaceError(f"stack file {path} is not a stack (a YAML mapping with experiments:) - fix it or pass "
+                             "a bundled stack name")
+    return data or {}
 
 
 def ensure_registry(workspace: Path, config: dict) -> None:
@@ -180,6 +195,7 @@ def upsert_section(path: Path, name: str, text: str) -> bool:
 
 def register(workspace, spec=None, weights=None, backbone=None, *, name: Optional[str] = None,
              timeout: Optional[int] = None, multiobject: str = "auto", check: bool = True, log=print,
+             on_start=None,
              **options) -> str:
     """Validate, then write the trackers.ini entry; returns the tracker identifier.
 
@@ -220,6 +236,7 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
     else:
         raise ConfigError(f"--multiobject must be auto, on or off, got {multiobject!r}")
 
+    check_writable(workspace / "trackers.ini")  # read-only or forbidden: now, not after loading the model
     if check:
         kind = "an ONNX export" if str(spec.weights).lower().endswith(".onnx") else "a merged export"
         log(f"checking that {Path(spec.weights).name} loads as {variant_name or kind} ...")
@@ -237,8 +254,13 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
         variant_name = model.cfg.name
         del model
 
+    if on_start is not None:
+        on_start()  # checked: from here on a failure is one of writing the entry
     logs = workspace / "logs"
-    logs.mkdir(exist_ok=True)
+    try:
+        logs.mkdir(exist_ok=True)
+    except OSError as e:
+        raise output_error(workspace / "trackers.ini", e) from None
     label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
     if spec.masks == "sam":
         label += f" + SAM {sam_arch.model_type or 'custom'}"

@@ -21,7 +21,9 @@ import yaml
 
 from lorat_tracker.images import is_image_file
 
-from .registration import WorkspaceError, stack_experiment_types
+from lorat_tracker.io import atomic_open, atomic_write_text, check_writable, output_error
+
+from .registration import WorkspaceError, read_stack_file, stack_experiment_types
 
 
 def bundled_stacks() -> List[str]:
@@ -70,7 +72,7 @@ def _ensure_metadata(seq: Path) -> None:
     if not first.is_file():
         raise WorkspaceError(f"sequence {seq.name} has no 'sequence' file and no color/00000001.jpg - expected the "
                              "VOT layout <name>/color/%08d.jpg + groundtruth.txt")
-    (seq / "sequence").write_text(f"channels.color=color/%08d.jpg\nfps=30\nformat=default\nname={seq.name}\n")
+    atomic_write_text(seq / "sequence", f"channels.color=color/%08d.jpg\nfps=30\nformat=default\nname={seq.name}\n")
 
 
 def _ensure_anchor(seq: Path) -> bool:
@@ -78,7 +80,7 @@ def _ensure_anchor(seq: Path) -> bool:
     if (seq / "anchor.value").exists():
         return False
     n = _frames(seq)
-    (seq / "anchor.value").write_text("".join("1\n" if i == 0 else "0\n" for i in range(n)))
+    atomic_write_text(seq / "anchor.value", "".join("1\n" if i == 0 else "0\n" for i in range(n)))
     return True
 
 
@@ -106,7 +108,7 @@ def _demo_sequences(root: Path, count: int, objects: int, length: int, masks: bo
         name = f"demo{i + 1}"
         _generate(str(root / name), length, (320, 240), objects)
         meta = root / name / "sequence"  # the generator names every sequence "dummy": results would collide
-        meta.write_text("".join(f"name={name}\n" if line.startswith("name=") else line + "\n"
+        atomic_write_text(meta, "".join(f"name={name}\n" if line.startswith("name=") else line + "\n"
                                 for line in meta.read_text().splitlines()))
         if masks:
             _masks_from_rectangles(root / name)
@@ -115,7 +117,8 @@ def _demo_sequences(root: Path, count: int, objects: int, length: int, masks: bo
 
 
 def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_objects: int = 1,
-                     demo_length: int = 30, copy: bool = False, log=print, demo_masks: bool = False) -> Path:
+                     demo_length: int = 30, copy: bool = False, log=print, demo_masks: bool = False,
+                     on_start=None) -> Path:
     """Build ``workspace`` for ``stack`` (a bundled stack name or a stack YAML file)."""
     ws = Path(workspace).expanduser().resolve()
     if (ws / "config.yaml").exists():
@@ -126,6 +129,7 @@ def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_
     if stack_path.suffix in (".yaml", ".yml") or stack_path.is_file():
         if not stack_path.is_file():
             raise WorkspaceError(f"stack file {stack_path} does not exist")
+        read_stack_file(stack_path)  # not YAML, or not a stack: now, before anything is written
         stack_value = "./stack.yaml"
     else:
         known = bundled_stacks()
@@ -145,8 +149,14 @@ def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_
         if len(set(names)) != len(names):
             raise WorkspaceError(f"duplicate sequence names in {src}")
 
+    check_writable(ws, folder=True)  # read-only or forbidden: one line now
+    if on_start is not None:
+        on_start()  # checked: from here on a failure is one of writing the workspace
     seq_root = ws / "sequences"
-    seq_root.mkdir(parents=True, exist_ok=True)
+    try:
+        seq_root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(seq_root, e) from None
     if (seq_root / "list.txt").exists() or any(seq_root.iterdir()):
         raise WorkspaceError(f"{seq_root} is not empty - choose a new workspace directory")
     names = []
@@ -155,17 +165,20 @@ def create_workspace(workspace, stack: str, sequences=None, demo: int = 0, demo_
         _ensure_metadata(seq_root / s.name)
         names.append(s.name)
     if demo > 0:
-        names += _demo_sequences(seq_root, demo, demo_objects, demo_length, masks=demo_masks)
-    (seq_root / "list.txt").write_text("".join(n + "\n" for n in names))
+        try:
+            names += _demo_sequences(seq_root, demo, demo_objects, demo_length, masks=demo_masks)
+        except OSError as e:  # the toolkit's generator names no file
+            raise output_error(e.filename or seq_root, e) from None
+    atomic_write_text(seq_root / "list.txt", "".join(n + "\n" for n in names))
 
     config = {"registry": ["./trackers.ini"], "stack": stack_value}
     if stack_value == "./stack.yaml":
         shutil.copy2(stack_path, ws / "stack.yaml")
-    with open(ws / "config.yaml", "w") as f:
+    with atomic_open(ws / "config.yaml", "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     ini = ws / "trackers.ini"
     if not ini.exists():
-        ini.write_text("; VOT tracker registry - add LoRAT with `lorat vot register --workspace "
+        atomic_write_text(ini, "; VOT tracker registry - add LoRAT with `lorat vot register --workspace "
                        f"{ws} ...`\n")
     for sub in ("results", "logs"):
         (ws / sub).mkdir(exist_ok=True)

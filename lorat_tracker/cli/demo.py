@@ -55,6 +55,11 @@ def run(args) -> int:
         raise UsageError(f"{args.dir} is a file, not a folder: pass a folder to write the dataset into")
     if os.path.isdir(args.dir) and os.listdir(args.dir) and not args.force:
         raise UsageError(f"{args.dir} is not empty: pass an empty or new folder, or --force to write into it")
+    from ..io import check_writable
+    from . import job_started
+
+    check_writable(args.dir, folder=True)  # read-only or forbidden: one line now
+    job_started()  # from here on a failure (a full disk) is one of writing the data
     sequences = layout.write(args.dir, count, frames, seed)
     print(f"wrote {len(sequences)} sequences of {frames} frames ({layout.description}) to {args.dir}: "
           f"{', '.join(sequences)}")

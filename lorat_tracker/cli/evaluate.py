@@ -15,7 +15,7 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from ..spec import TrackerSpec
-from . import UsageError, help_text
+from . import UsageError, help_text, job_started
 
 BENCHMARK_HELP = """benchmarks (BENCHMARK) and the --root layout each expects:
   got10k-val    ROOT/val/list.txt, ROOT/val/<seq>/{00000001.jpg..., groundtruth.txt, meta_info.ini, cover.label...}
@@ -120,6 +120,10 @@ def run(args) -> int:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     spec = TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
     spec.check_runtime()  # likewise a device that is not there, or a backend that cannot run on it or is missing
+    from ..io import check_writable
+
+    for folder in (args.results, args.reports):
+        check_writable(folder, folder=True)  # read-only or forbidden: now, not after tracking every sequence
     bench = bench_module.Benchmark(key, args.root, args.results, args.reports, sequences)
     bench.check_annotations()  # every line of every selected sequence, before anything is tracked
     if compare and not bench.has_ground_truth:
@@ -146,10 +150,12 @@ def run(args) -> int:
             if world > 1 and args.device:
                 args.device = str(distributed.device_for_rank(args.device))
             tracker = _load_tracker(args, name, bench_module)
+            job_started()  # from here on an error means the evaluation started and failed (exit 1)
             _track_all(tracker, bench, name, remaining, scores, args.batch_size, show=rank == 0)
         distributed.barrier()
     finally:
         distributed.cleanup()  # a no-op for a single process
+    job_started()  # the report: written from the results
     if rank != 0:
         return 0  # rank 0 analyses the shared results
 

@@ -11,9 +11,9 @@ import os
 import time
 
 from ..constants import EXPORT_FORMATS
-from ..io import same_file
+from ..io import check_writable, same_file
 from ..spec import TrackerSpec
-from . import UsageError
+from . import UsageError, job_started
 
 EXPORT_DESCRIPTION = """\
 lorat export: merge the LoRA into the backbone (what loading does anyway) and write one safetensors
@@ -87,13 +87,19 @@ def run_export(args) -> int:
         raise UsageError(f"--weights {args.weights} is already an ONNX export: pass the LoRAT weights or the "
                          "merged export it was made from")
     spec = TrackerSpec.from_args(args).check()
-    t0 = time.perf_counter()
-    model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
+    check_writable(out)  # a read-only or forbidden folder: now, not after the load
     if onnx:
-        from ..backends.onnx_file import export_onnx, is_onnx_path
+        from ..backends.onnx_file import check_export_available, is_onnx_path
 
         if not is_onnx_path(out):
             raise UsageError(f"--out {out}: an ONNX export's name ends in .onnx (backends recognise it by that)")
+        check_export_available()  # a missing package: now, not after the load
+    t0 = time.perf_counter()
+    model = build_model(spec.variant, weights=spec.weights, backbone=spec.backbone, device="cpu")
+    job_started()
+    if onnx:
+        from ..backends.onnx_file import export_onnx
+
         info = export_onnx(model, out, batch=None if args.dynamic_batch else (args.batch or 1))
         print(info.describe())
         print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; run "
@@ -137,16 +143,19 @@ def _merged_lora(info) -> str:
 
     with safe_open(info.path, framework="pt") as f:
         lora = json.loads((f.metadata() or {}).get("config", "{}")).get("lora", {})
-    if "r" not in lora:
+    if not isinstance(lora, dict) or not isinstance(lora.get("r"), int) or \
+            not isinstance(lora.get("alpha", lora["r"]), (int, float)):
         return ""
     return f"merged into the backbone (rank {lora['r']}, alpha {lora.get('alpha', lora['r']):g})"
 
 
 def print_info(info, candidates=()) -> None:
-    print(info.describe())
+    from . import terminal_safe
+
+    print(terminal_safe(info.describe()))
     merged_lora = _merged_lora(info)
     if merged_lora:
-        print(f"LoRA:            {merged_lora}")
+        print(terminal_safe(f"LoRA:            {merged_lora}"))
     if candidates and (info.variant is None or info.variant not in candidates):
         print(f"matching variants: {', '.join(candidates)} (bundled configs with this architecture)")
 
@@ -173,7 +182,9 @@ def run_info(args) -> int:
             data["cfg"] = json.loads(info.cfg.to_json())
             print(json.dumps(data, indent=2))
         else:
-            print(info.describe())
+            from . import terminal_safe
+
+            print(terminal_safe(info.describe()))
         return 0
     info = inspect_weights(args.file)
     candidates = matching_variants(info) if info.embed_dim is not None else []

@@ -15,9 +15,9 @@ import time
 import warnings
 from typing import List
 
-from ..io import same_file
+from ..io import check_writable, same_file
 from ..spec import TrackerSpec
-from . import EXIT_INTERRUPTED, UsageError, help_text
+from . import EXIT_INTERRUPTED, UsageError, help_text, job_started
 
 EPILOG = """\
 examples:
@@ -150,16 +150,23 @@ def video_codec(path: str) -> str:
 
 
 class VideoOutput:
-    """cv2.VideoWriter with the codec picked from the file extension."""
+    """cv2.VideoWriter with the codec picked from the file extension, written to a temporary file next to
+    ``path`` and renamed onto it by ``commit`` (an earlier video of that name stays until then; a failed
+    run's ``discard`` removes it). OpenCV reports no write error, so ``commit`` reads the frame count
+    back: a video cut short (a full disk) is refused instead of kept."""
 
     def __init__(self, path: str, fps: float, size_wh):
         import cv2
 
+        from ..io import discard_partial, new_partial
+
         codec = video_codec(path)
         _make_parent(path, "--video")
         self.path, self.size_wh = path, tuple(size_wh)
-        self.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, self.size_wh)
+        self.tmp = new_partial(path, suffix=os.path.splitext(path)[1])
+        self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*codec), fps, self.size_wh)
         if not self.writer.isOpened():
+            discard_partial(self.tmp)
             raise UsageError(f"cannot write video {path}: OpenCV has no {codec} encoder here - try .avi")
         self.frames = 0
 
@@ -171,8 +178,28 @@ class VideoOutput:
         self.writer.write(bgr)
         self.frames += 1
 
-    def close(self) -> None:
+    def commit(self) -> None:
+        import errno
+
+        import cv2
+
+        from ..io import commit_partial, output_error
+
         self.writer.release()
+        capture = cv2.VideoCapture(self.tmp)
+        stored = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if stored < self.frames:
+            self.discard()
+            raise output_error(self.path, OSError(errno.EIO, f"the video holds {stored} of its {self.frames} frames "
+                                                             "- is the disk full? Free some space or write elsewhere"))
+        commit_partial(self.tmp, self.path)
+
+    def discard(self) -> None:
+        from ..io import discard_partial
+
+        self.writer.release()
+        discard_partial(self.tmp)
 
 
 def write_mask_png(mask_dir: str, index: int, mask: np.ndarray) -> str:
@@ -238,6 +265,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..boxes import validate_box
+    from ..io import commit_partial, discard_partial, new_partial, output_error
     from ..video import open_source
 
     start, end = args.start, args.end
@@ -250,6 +278,9 @@ def run(args) -> int:
     if args.video:
         video_codec(args.video)
     _check_mask_options(args)
+    for path, folder in ((args.output, False), (args.video, False), (args.mask_dir, True)):
+        if path:
+            check_writable(path, folder=folder)  # read-only or forbidden: now, before reading the video
     if args.masks == "sam":
         from ..segmentation import import_segment_anything
 
@@ -262,6 +293,7 @@ def run(args) -> int:
         source.close()
         raise
     out_file = video = bar = None
+    finished = False
     previous_showwarning = warnings.showwarning
     try:
         n = source.num_frames
@@ -287,7 +319,8 @@ def run(args) -> int:
                 raise UsageError(f"--mask-dir {args.mask_dir}: cannot create it ({e.strerror})") from None
         if args.output:
             _make_parent(args.output, "--output")
-            out_file = open(args.output, "w", encoding="utf-8")
+            out_tmp = new_partial(args.output)  # renamed onto --output at the end: never a 0-byte or half file
+            out_file = open(out_tmp, "w", encoding="utf-8")
         if args.video:
             video = VideoOutput(args.video, source.fps or 30.0, (width, height))
 
@@ -300,8 +333,11 @@ def run(args) -> int:
 
         def emit(line: str) -> None:
             if out_file is not None:
-                out_file.write(line + "\n")
-                out_file.flush()  # so Ctrl-C or a crash keeps every finished frame
+                try:
+                    out_file.write(line + "\n")
+                    out_file.flush()  # so Ctrl-C keeps every finished frame
+                except OSError as e:
+                    raise output_error(args.output, e) from None
             else:
                 bar.write(line, file=sys.stdout)
                 sys.stdout.flush()
@@ -312,6 +348,7 @@ def run(args) -> int:
         done, first_index, last_index, interrupted, pipe_closed = 0, index, index, False, False
         masks_written = 0
         t0 = time.perf_counter()
+        job_started()
         try:
             warnings.showwarning = show_warning
             tracker.initialize(image, box)
@@ -341,13 +378,22 @@ def run(args) -> int:
         finally:
             warnings.showwarning = previous_showwarning
         elapsed = time.perf_counter() - t0
+        finished = True
     finally:
         if bar is not None:
             bar.close()
+        # A finished or interrupted run replaces --output / --video; a failed one leaves the earlier files.
         if out_file is not None:
-            out_file.close()
+            try:
+                out_file.close()
+            except OSError as e:
+                finished = False
+                if sys.exc_info()[1] is None:
+                    raise output_error(args.output, e) from None
+            finally:
+                (commit_partial(out_tmp, args.output) if finished else discard_partial(out_tmp))
         if video is not None:
-            video.close()
+            video.commit() if finished else video.discard()
         source.close()
 
     fps = done / elapsed if elapsed > 0 else float("inf")

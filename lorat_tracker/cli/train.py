@@ -122,9 +122,17 @@ def config_from_args(args):
         val = absolute_sources(args.val)
     except LoRATError as e:
         raise UsageError(str(e)) from None
+    from ..spec import is_hf_folder
+
     for flag, p in (("--weights", args.weights), ("--backbone", args.backbone)):
-        if p and not os.path.isfile(p):
+        if p and not os.path.exists(p):
             raise UsageError(f"{flag} {p} does not exist")
+        if p and os.path.isdir(p) and not is_hf_folder(p):
+            raise UsageError(f"{flag} {p} is a directory - pass the file inside it, or a Hugging Face model "
+                             "folder (config.json + model.safetensors)")
+    from ..io import check_writable
+
+    check_writable(args.out, folder=True)  # a read-only or forbidden --out: now, not after loading the data
     return TrainConfig(
         variant=args.variant, out=os.path.abspath(args.out), data=data, val=val, backbone=path(args.backbone),
         weights=path(args.weights), epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch,
@@ -154,7 +162,16 @@ def tracking_evaluator(cfg):
 
 
 def run(args) -> int:
+    from ..training.callbacks import TrainerCallback
     from ..training.trainer import train
+    from . import job_started
+
+    class JobStarted(TrainerCallback):
+        """From the first step on, an error means the run started and failed (exit 1), not a mistake in
+        the options or the data (exit 2, found before)."""
+
+        def on_train_begin(self, trainer) -> None:
+            job_started()
 
     cfg = config_from_args(args)
-    return train(cfg, evaluator=tracking_evaluator(cfg))
+    return train(cfg, evaluator=tracking_evaluator(cfg), callbacks=[JobStarted()])

@@ -31,6 +31,25 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
+def start_fork_server_without_sigint() -> None:
+    """Start the fork server with SIGINT blocked, so that neither it nor any worker it forks ever sees one.
+
+    Ctrl-C in a terminal signals the whole foreground process group: the fork server and the workers
+    too. A worker ignores SIGINT only once ``_worker_init`` has run, and the fork server only once its
+    preload (``__main__``: this package, torch) is imported, so a Ctrl-C in those seconds killed one of
+    them and the loop ended in "DataLoader worker exited unexpectedly" instead of its stop checkpoint. A
+    blocked signal mask is inherited through fork and exec, and the fork server sets SIGINT to ignored
+    (dropping a pending one) before it forks any worker. A SIGINT sent meanwhile to this process stays
+    pending and is delivered here when the mask is restored."""
+    import multiprocessing.forkserver
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world: int, workers: int,
                 pin_memory: bool = False):
     """Workers start from a fork server, not by forking this process: its threads (OpenMP, an inference
@@ -39,6 +58,8 @@ def make_loader(dataset, steps: Sequence[int], batch_size: int, rank: int, world
     that has not (``lorat train`` is its own process; docs/backends.md says so). A pair is a pure function
     of its index, so the batches are the same with any number of workers."""
     batches = [step_indices(s, batch_size, rank, world) for s in steps]
+    if workers:
+        start_fork_server_without_sigint()
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                                          worker_init_fn=_worker_init if workers else None,
                                          multiprocessing_context="forkserver" if workers else None,
