@@ -290,3 +290,32 @@ def test_a_first_short_run_shortens_the_default_warmup(tiny_model, data_root, tm
             "--warmup-epochs", "2"]
     _fails(capsys, args, "--warmup-epochs must be in [0, --epochs), got 2")
     assert not explicit.exists()
+
+
+def test_resume_on_changed_data_is_refused_naming_what_changed(tiny_model, tmp_path, capsys):
+    """The run identity compared data paths only: deleted, added or re-annotated sequences under the same
+    path resumed with no word."""
+    data = tmp_path / "videos"
+    sd.write_folder(data, count=4, frames=16, seed=300)
+    out = tmp_path / "run"
+    args = ["train", *tiny_model.cli_args(), "--data", f"folder={data}", "--out", out, "--epochs", "3",
+            "--pairs-per-epoch", "8", "--batch-size", "8", "--workers", "0", "--device", "cpu", "--no-progress"]
+    # Stop after epoch 1 as a user would (the test stops it by letting the run end early: --epochs in the
+    # identity cannot change, so a SIGKILL at epoch 1's line stands for it).
+    proc = _interrupt(args, signal.SIGKILL, "epoch 1/3", tmp_path)
+    assert proc.returncode == -signal.SIGKILL
+    capsys.readouterr()
+    before = _tree(out)
+    shutil.rmtree(data / "video_3")                                   # one sequence deleted
+    gt = data / "video_1" / "groundtruth.txt"                         # one re-annotated
+    lines = gt.read_text().splitlines()
+    gt.write_text("\n".join(["1,1,20,20"] + lines[1:]) + "\n")
+    assert _main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained on other data under the same paths" in err
+    assert "1 sequence(s) removed (video_3)" in err and "1 sequence(s) with edited annotations (video_1)" in err
+    assert "--accept-changed-data" in err
+    assert _tree(out) == before  # nothing written
+    # Accepted explicitly: it resumes, says so, and keeps the new fingerprint (a second resume is silent).
+    assert _main([*args, "--accept-changed-data"]) == 0
+    assert "note: the data changed since this run started" in capsys.readouterr().out

@@ -71,6 +71,9 @@ def add_parser(sub) -> None:
                         "does not change what is trained")
     g.add_argument("--max-gap", type=int, default=100, metavar="N",
                    help="largest frame distance between template and search frame (default 100)")
+    g.add_argument("--accept-changed-data", action="store_true",
+                   help="resume although sequences were added, removed or re-annotated under the same --data / "
+                        "--val paths since the run started (refused otherwise, naming what changed)")
     g.add_argument("--val-pairs", type=int, default=4096, metavar="N",
                    help="validation pairs per epoch (default 4096, rounded down to whole batches)")
     g = p.add_argument_group("recipe (defaults: the official one)")
@@ -143,7 +146,7 @@ def config_from_args(args):
         workers=args.workers, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, checkpoint_minutes=args.checkpoint_minutes,
         grad_checkpointing=args.grad_checkpointing, progress=args.progress,
-        log_every=args.log_every)
+        log_every=args.log_every, accept_changed_data=args.accept_changed_data)
 
 
 def tracking_evaluator(cfg):

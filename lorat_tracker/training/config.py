@@ -63,6 +63,7 @@ class TrainConfig:
     grad_checkpointing: bool = False
     progress: bool = True
     log_every: int = 0                     # a log line every N steps (0: none; the progress bar shows them)
+    accept_changed_data: bool = False      # resume although the data under the same paths changed (logged)
     warmup_shortened: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
 
     IDENTITY = ("variant", "data", "val", "backbone", "weights", "epochs", "pairs_per_epoch", "batch_size", "lr",

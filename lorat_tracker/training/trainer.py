@@ -33,7 +33,7 @@ from .callbacks import CallbackList, StepLog, TrainerCallback, default_callbacks
 from .checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE, CheckpointSaver, load_trainable, read_checkpoint, save_weights
 from .config import TrainConfig
 from .loader import make_loader
-from .run_folder import check_run_folder, write_run_file
+from .run_folder import check_run_folder, check_same_data, data_fingerprint, write_run_file
 from .signals import StopRequest
 from .validation import Evaluator, EvaluatorUnavailable, print_tracking_table, validation_loss
 
@@ -123,6 +123,10 @@ class Trainer:
         # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017, a folder
         # the whole folder; LaSOT and TrackingNet have no validation split and are refused (read_source).
         self.val_sets = [read_source(s, split="val") for s in self.val_sources]
+        self.data_fingerprint = data_fingerprint([*cfg.data, *(f"val:{v}" for v in cfg.val)],
+                                                 [*self.train_sets, *self.val_sets])
+        if self.state in ("resume", "restart"):  # every rank decides alike (same files); rank 0 writes
+            check_same_data(cfg, self.data_fingerprint, self.log, write=self.main)
         self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
                                           rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
                                           grad_checkpointing=cfg.grad_checkpointing, device=self.device,
@@ -195,7 +199,7 @@ class Trainer:
             self.log(f"resuming {out} at epoch {epoch + 1}, step {step} of {cfg.steps_per_epoch}")
         elif self.main:
             os.makedirs(out, exist_ok=True)
-            write_run_file(cfg, self.world)
+            write_run_file(cfg, self.world, self.data_fingerprint)
         distributed.barrier()
         self.saver.last_save = time.monotonic()
         try:
