@@ -71,6 +71,11 @@ def overlaps_image(box_xywh, size_wh):
     return (b[..., 0] < w) & (b[..., 1] < h) & (b[..., 0] + b[..., 2] > 0) & (b[..., 1] + b[..., 3] > 0)
 
 
+# A target may reach out of the frame (VOT initialises such boxes), but not be several frames wide: a box
+# of 1e30 px was accepted and tracked as zero-width boxes.
+MAX_BOX_TO_FRAME = 4
+
+
 def validate_box(box, size_wh) -> np.ndarray:
     """A user box [x, y, w, h] -> x1y1x2y2 float64, or InvalidBoxError."""
     try:
@@ -83,6 +88,10 @@ def validate_box(box, size_wh) -> np.ndarray:
         raise InvalidBoxError(f"box {b.tolist()} contains NaN or infinity")
     if b[2] <= 0 or b[3] <= 0:
         raise InvalidBoxError(f"box {b.tolist()} has width or height <= 0; boxes are [x, y, w, h]")
+    if b[2] > MAX_BOX_TO_FRAME * size_wh[0] or b[3] > MAX_BOX_TO_FRAME * size_wh[1]:
+        raise InvalidBoxError(f"box {b.tolist()} is more than {MAX_BOX_TO_FRAME} times the size of the "
+                              f"{size_wh[0]}x{size_wh[1]} image: no target is; boxes are 0-based [x, y, w, h] in "
+                              "pixels of this frame")
     xyxy = xywh_to_xyxy(b)
     x1, y1, x2, y2 = clip_box(xyxy, size_wh)
     if not (x2 > x1 and y2 > y1):

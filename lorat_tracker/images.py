@@ -21,6 +21,7 @@ reads only a file's header. cv2 and PIL are imported when first needed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Tuple
 
@@ -61,6 +62,50 @@ def read_image(path, decoder: str) -> np.ndarray:
         with Image.open(os.fspath(path)) as im:
             return np.array(im if im.mode == "RGB" else im.convert("RGB"))
     raise ValueError(f"unknown image decoder {decoder!r}: use one of {', '.join(DECODERS)}")
+
+
+class DamagedFrameWarning(UserWarning):
+    """A frame file that is damaged (a JPEG cut short): it is used as the decoder could read it."""
+
+
+def is_truncated_jpeg(path) -> bool:
+    """A JPEG file without its end-of-image marker (a copy cut short): libjpeg decodes what is there
+    and fills the rest with grey, printing only a warning of its own to standard error."""
+    path = os.fspath(path)
+    if not path.lower().endswith((".jpg", ".jpeg")):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64))
+            tail = f.read().rstrip(b"\x00")
+    except OSError:
+        return False
+    return head == b"\xff\xd8" and not tail.endswith(b"\xff\xd9")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 sent to /dev/null for the block: a C library's own messages (libjpeg's 'Corrupt
+    JPEG data: premature end of data segment') would otherwise land on the user's terminal next to the
+    project's one line about the same frame."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def read_rgb(path) -> np.ndarray:

@@ -7,16 +7,18 @@ OpenCV's BGR is converted here, once). OpenCV does all decoding; nothing here pa
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+import warnings
 from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .errors import SourceError, SourceNotFoundError
-from .images import IMAGE_EXTENSIONS, is_image_file, read_image
+from .images import IMAGE_EXTENSIONS, DamagedFrameWarning, is_image_file, is_truncated_jpeg, quiet_stderr, read_image
 
 def _natural_key(path: str):
     """'frame10.png' after 'frame9.png': digit runs compare as numbers."""
@@ -38,6 +40,7 @@ class FrameSource:
     is_live: bool = False
     num_frames: Optional[int] = None
     fps: Optional[float] = None
+    damaged: Tuple[int, ...] = ()  # indices of the damaged frames read so far (a DamagedFrameWarning each)
 
     @property
     def files(self) -> List[str]:
@@ -65,6 +68,7 @@ class ImageFolderSource(FrameSource):
         self.paths = paths
         self.description = description
         self.num_frames = len(paths)
+        self.damaged: List[int] = []  # indices of damaged frames read so far
 
     @property
     def files(self) -> List[str]:
@@ -74,10 +78,16 @@ class ImageFolderSource(FrameSource):
         last = self.num_frames - 1 if end is None else min(end, self.num_frames - 1)
         for index in range(start, last + 1):
             path = self.paths[index]
+            damaged = is_truncated_jpeg(path)
             try:
-                image = read_image(path, "opencv")  # OpenCV, as for the videos (images.py)
+                with quiet_stderr() if damaged else contextlib.nullcontext():
+                    image = read_image(path, "opencv")  # OpenCV, as for the videos (images.py)
             except FileNotFoundError:
                 raise SourceError(f"cannot read frame {index} ({path}): not an image OpenCV can decode") from None
+            if damaged:
+                self.damaged.append(index)
+                warnings.warn(f"frame {index} ({path}) is damaged (a JPEG cut short): tracked as decoded, the "
+                              "missing part grey", DamagedFrameWarning, stacklevel=2)
             yield index, image
 
 

@@ -326,3 +326,25 @@ def test_cli_message_translation_covers_every_python_advice_in_the_core():
                 assert not PYTHON_ADVICE.search(cli_message(literal)), literal
     assert found and found <= set(PARAMETER_FLAGS), found - set(PARAMETER_FLAGS)
     assert cli_message("pass backbone=PATH, then device='cpu'") == "pass --backbone FILE, then --device cpu"
+
+
+def test_absurd_box_and_damaged_frames(tiny_model, tmp_path):
+    """--box 0,0,1e30,1e30 was accepted and every box had zero width; a JPEG cut short was tracked with
+    only libjpeg's own line on the terminal."""
+    seq = render_sequence(num_frames=8, size_wh=(160, 120), seed=5, object_size=(30, 24))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, rgb in enumerate(seq.frames):
+        cv2.imwrite(str(frames / f"{i:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    proc = run_lorat("track", frames, "--box", "0,0,1e30,1e30", *tiny_model.cli_args(), "--device", "cpu")
+    assert proc.returncode == 2 and "more than 4 times the size of the 160x120 image" in proc.stderr
+    damaged = frames / "0003.jpg"
+    damaged.write_bytes(damaged.read_bytes()[:1500])
+    box = ",".join(str(int(v)) for v in seq.boxes[0, 0])
+    proc = run_lorat("track", frames, "--box", box, *tiny_model.cli_args(), "--device", "cpu", "--no-progress",
+                     "--output", tmp_path / "boxes.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "corrupt jpeg" not in proc.stderr.lower() and "premature end" not in proc.stderr.lower()
+    assert proc.stderr.count("frame 3 (") == 1 and "is damaged (a JPEG cut short)" in proc.stderr
+    assert "1 damaged frame(s), tracked as decoded: 3" in proc.stderr
+    assert len(read_lines(tmp_path / "boxes.txt")) == 8

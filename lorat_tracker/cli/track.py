@@ -240,6 +240,10 @@ def _make_parent(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot create {parent} ({e.strerror})") from None
 
 
+def _indices(indices: List[int]) -> str:
+    return ", ".join(map(str, indices[:10])) + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
+
+
 def refuse_overwriting_inputs(args, source_files: List[str]) -> None:
     """--output / --video must not name a file this command reads (a frame, the video, --box, weights)."""
     inputs = [(f"an input frame of {args.source}" if len(source_files) > 1 else f"the input {args.source}", f)
@@ -405,6 +409,8 @@ def run(args) -> int:
     if pipe_closed:
         return 0
     status = "interrupted: kept " if interrupted else ""
+    if source.damaged:
+        outputs.append(f"{len(source.damaged)} damaged frame(s), tracked as decoded: {_indices(source.damaged)}")
     print(f"lorat track: {status}{done} frames ({first_index}..{last_index}) in {elapsed:.1f} s, "
           f"{fps:.1f} fps mean; {'; '.join(outputs)}", file=sys.stderr)
     return EXIT_INTERRUPTED if interrupted else 0
