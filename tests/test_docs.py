@@ -163,14 +163,85 @@ def run_block(block: Block, cwd: Path, env: dict) -> subprocess.CompletedProcess
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+# Shown output right after a run block is what that block prints: its lines must appear in the output, in
+# order. "..." in a shown line stands for any text (timings, machine paths); numbers agree within
+# NUMBER_TOLERANCE (boxes are within 1e-3 px of the official pipeline on every CPU, printed to 3 decimals).
+NUMBER_TOLERANCE = 2e-3
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _line_pattern(shown: str) -> "re.Pattern":
+    parts = []
+    for k, piece in enumerate(shown.strip().split("...")):
+        if k:
+            parts.append(".*?")
+        pos = 0
+        for m in _NUMBER.finditer(piece):
+            parts.append(_text(piece[pos:m.start()]))
+            parts.append(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
+            pos = m.end()
+        parts.append(_text(piece[pos:]))
+    return re.compile(r"\s*" + "".join(parts) + r"\s*$")
+
+
+def _text(text: str) -> str:
+    """Literal text, any run of spaces matching any run (table columns widen with the numbers)."""
+    return r"\s+".join(re.escape(chunk) for chunk in re.split(r"\s+", text))
+
+
+def _line_matches(shown: str, actual: str) -> bool:
+    m = _line_pattern(shown).match(actual)
+    if not m:
+        return False
+    expected = [float(v) for v in _NUMBER.findall(shown.replace("...", " "))]
+    got = [float(v) for v in m.groups()]
+    return len(expected) == len(got) and all(abs(a - b) <= NUMBER_TOLERANCE for a, b in zip(got, expected))
+
+
+def missing_output_lines(shown: str, output: str) -> List[str]:
+    """The shown lines not found in ``output`` (in order; blank shown lines are layout)."""
+    lines = [ln for ln in output.replace("\r", "\n").splitlines() if ln.strip()]
+    missing, at = [], 0
+    for want in (ln for ln in shown.splitlines() if ln.strip()):
+        k = next((i for i in range(at, len(lines)) if _line_matches(want, lines[i])), None)
+        if k is None:
+            missing.append(want)
+        else:
+            at = k + 1
+    return missing
+
+
+def test_shown_output_matching():
+    assert missing_output_lines("[110.081, 34.658] 0.5053", "[110.0815, 34.657] 0.5053\n") == []
+    assert missing_output_lines("[110.081, 34.658] 0.5053", "[np.float64(110.081), 34.658] 0.5053") != []
+    assert missing_output_lines("done in ... s; boxes -> ...", "done in 5.1 s; boxes -> /tmp/x") == []
+    assert missing_output_lines("a 1\nb 2", "b 2\na 1") == ["b 2"]  # order counts
+    assert missing_output_lines("0.347", "0.351") == ["0.347"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_examples_run(page, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                MPLBACKEND="Agg")
-    for block in blocks(page):
+    page_blocks = blocks(page)
+    for k, block in enumerate(page_blocks):
         if block.lang not in RUN or block.not_run:
             continue
         proc = run_block(block, tmp_path, env)
         assert proc.returncode == 0, (f"{page_id(page)}:{block.line} ({block.lang}) exited {proc.returncode}\n"
                                       f"{block.code}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}")
+        shown = page_blocks[k + 1] if k + 1 < len(page_blocks) else None
+        if shown is not None and shown.lang == "" and _adjacent(page, block, shown):
+            # A terminal interleaves the two streams; the page may show either first.
+            missing = min((missing_output_lines(shown.code, a + "\n" + b)
+                           for a, b in ((proc.stdout, proc.stderr), (proc.stderr, proc.stdout))), key=len)
+            assert not missing, (f"{page_id(page)}:{shown.line}: the page shows output this block does not print:"
+                                 f"\n{missing}\n--- printed\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+def _adjacent(page: Path, block: Block, shown: Block) -> bool:
+    """Nothing but blank lines between the run block's closing fence and the shown block's opening one."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    end = block.line + block.code.count("\n")  # the closing fence's 0-based index
+    return all(not ln.strip() for ln in lines[end + 1:shown.line - 1])
