@@ -37,7 +37,7 @@ def test_eval_lasot_end_to_end_resumes_and_compares(lasot_root, tiny_model, tmp_
     first = lorat_eval("lasot", *common, "--sequences", "airplane-1,airplane-9", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "0 sequences already done, 2 to track" in first.stdout
-    assert sorted(os.listdir(results)) == ["airplane-1.txt", "airplane-9.txt", "times"]
+    assert sorted(os.listdir(results)) == ["airplane-1.txt", "airplane-9.txt", "lorat-tracker.json", "times"]
     mtimes = {f: os.stat(results / f).st_mtime_ns for f in ("airplane-1.txt", "airplane-9.txt")}
     assert "mean AUC" in first.stderr  # the progress bar's running score
 
@@ -82,7 +82,7 @@ def test_ctrl_c_keeps_finished_sequences(lasot_root, tiny_model, tmp_path, monke
     code = main(["eval", "lasot", "--root", str(lasot_root), *map(str, tiny_model.cli_args()), "--device", "cpu",
                  "--name", NAME, "--results", str(tmp_path / "r"), "--reports", str(tmp_path / "p")])
     assert code == EXIT_INTERRUPTED
-    assert sorted(os.listdir(tmp_path / "r" / "LaSOT" / NAME)) == ["airplane-1.txt", "times"]
+    assert sorted(os.listdir(tmp_path / "r" / "LaSOT" / NAME)) == ["airplane-1.txt", "lorat-tracker.json", "times"]
     assert "run the same command again to resume" in capsys.readouterr().err
 
 

@@ -823,3 +823,41 @@ def test_fp16_range_is_checked_at_load_naming_the_tensor(tiny_model):
     with pytest.raises(DamagedWeightsError, match=r"head.cls_mlp.layers.0.weight holds values up to 1e\+05, "
                                                   r"beyond the range of fp16"):
         check_weight_range(model, torch.float16)
+
+
+# ---------------------------------------------------------------- results folders of another tracker
+
+def test_a_results_folder_is_resumed_or_skipped_only_by_the_tracker_that_made_it(tiny_model, inputs, tmp_path):
+    """A GOT-10k run of an ONNX tracker had the torch run's default name, and into that folder it printed
+    'Found results, skipping' and reported torch's numbers; lorat eval did the same ('3 sequences already
+    done, 0 to track')."""
+    import json as json_
+
+    from safetensors.torch import load_file, save_file
+
+    from lorat_tracker.provenance import PROVENANCE_FILE, default_run_name
+    from lorat_tracker.spec import TrackerSpec
+
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    proc = lorat(*_eval(tiny_model, inputs, results, reports), "--sequences", "GOT-10k_Val_000001")
+    assert proc.returncode == 0, proc.stderr
+    folder = results / "GOT-10k" / "tiny-mlp-224"
+    record = json_.loads((folder / PROVENANCE_FILE).read_text())
+    assert record["backend"] == "torch" and record["precision"] == "fp32" and len(record["weights_sha256"]) == 64
+    # Other weights into the same folder: refused in one line before anything is tracked or reported.
+    state = load_file(str(tiny_model.weights))
+    state["token_type_embed"] = state["token_type_embed"] * 1.01
+    other = tmp_path / "other.bin"
+    save_file(state, str(other))
+    before = sorted(p.name for p in folder.rglob("*"))
+    proc = lorat(*_eval(tiny_model, inputs, results, reports, weights=other), "--name", "tiny-mlp-224")
+    assert_one_line(proc, proc.stderr, "eval", 2, "holds the results of another tracker", "weights_sha256")
+    assert sorted(p.name for p in folder.rglob("*")) == before
+    # A folder with results and no record (an older version, another tool): refused too.
+    (folder / PROVENANCE_FILE).unlink()
+    proc = lorat(*_eval(tiny_model, inputs, results, reports))
+    assert_one_line(proc, proc.stderr, "eval", 2, "no record of the tracker that made them")
+    # Default names tell backends and precisions apart, for lorat eval and the GOT-10k tracker alike.
+    assert default_run_name("B-224", TrackerSpec()) == "B-224"
+    assert default_run_name("B-224", TrackerSpec(backend="openvino", precision="bf16")) == "B-224-openvino-bf16"
+    assert default_run_name("B-224", TrackerSpec(precision="fp32")) == "B-224-fp32"

@@ -22,7 +22,9 @@ class LoRATGot10kTracker(Tracker):
 
     Boxes are passed through as the toolkit gives them (``[x, y, w, h]`` floats, no shift): the
     experiments that need a shift (LaSOT's 1-based files) do it themselves. ``name`` (the results
-    folder name) defaults to the variant name. The tracker is deterministic, so GOT-10k runs one
+    folder name) defaults to the variant name, plus the backend and precision when they are not torch and
+    auto (``B-224-onnxruntime``): the toolkit skips sequences whose result file exists, so an ONNX run must
+    not share the torch run's folder. The tracker is deterministic, so GOT-10k runs one
     repetition instead of three.
     """
 
@@ -35,8 +37,11 @@ class LoRATGot10kTracker(Tracker):
         else:
             lorat = TrackerSpec.of(tracker, weights=weights, backbone=backbone, device=device, precision=precision,
                                    **options).boxes_only("GOT-10k toolkit tracker").build()
-        if name is None:
-            name = lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0]
+        if name is None:  # the variant, plus backend and precision when not the torch defaults (own folders)
+            from lorat_tracker.provenance import default_run_name
+
+            name = default_run_name(lorat.cfg.name or os.path.splitext(os.path.basename(str(tracker)))[0],
+                                    TrackerSpec(backend=lorat.backend, precision=str(lorat.precision)))
         super().__init__(name=name, is_deterministic=True)
         self.lorat = lorat
         self.last_score = None

@@ -49,7 +49,9 @@ def add_parser(sub) -> None:
                                                           "tnl2k, otb, uav123 or nfs (layouts below)")
     p.add_argument("--root", required=True, metavar="DIR", help="the dataset's root folder")
     TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
-    p.add_argument("--name", help="tracker name: the results/report folder (default: the variant name)")
+    p.add_argument("--name", help="tracker name: the results/report folder (default: the variant name - the weights "
+                                  "file's name for an export without --variant - plus the backend and precision "
+                                  "when they are not torch and auto, e.g. B-224-openvino-bf16)")
     p.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
     p.add_argument("--sequences", metavar="A,B,...", help="only these sequences (comma-separated names)")
@@ -111,15 +113,16 @@ def run(args) -> int:
                          f"(see 'lorat eval --help' for the layout)")
     compare = _compare_folders(args.compare)
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
-    name = args.name or _default_name(args)
-    if name in compare:
-        raise UsageError(f"--compare folder {compare[name]} has the same name as this tracker ({name}) - "
-                         "pass --name to tell them apart")
-
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     spec = TrackerSpec.from_args(args).check()  # a missing weights file fails now, not after reading the annotations
     spec.check_runtime()  # likewise a device that is not there, or a backend that cannot run on it or is missing
+    from ..provenance import default_run_name
+
+    name = args.name or default_run_name(_default_name(args), spec)
+    if name in compare:
+        raise UsageError(f"--compare folder {compare[name]} has the same name as this tracker ({name}) - "
+                         "pass --name to tell them apart")
     from ..io import check_writable
 
     for folder in (args.results, args.reports):
@@ -129,6 +132,11 @@ def run(args) -> int:
     if compare and not bench.has_ground_truth:
         raise UsageError(f"--compare needs ground truth, and {bench.title}'s is withheld (its evaluation server "
                          "scores the submissions) - drop --compare")
+    from ..provenance import claim_results_folder, tracker_identity
+
+    # The folder's results are resumed or skipped only if this same tracker made them.
+    claim_results_folder(os.path.join(bench.result_dir, name), tracker_identity(spec),
+                         has_results=any(bench.is_done(name, s) for s in bench.sequences))
     from .. import distributed
 
     # Under torchrun every rank takes its fixed share of *all* sequences before looking at what is
