@@ -460,3 +460,21 @@ def test_workspace_helper_is_offline_and_leaves_sources_untouched(tmp_path):
         create_workspace(ws, "vot2022/shorttermbox", demo=1, log=lambda *_: None)
     with pytest.raises(WorkspaceError, match="unknown stack"):
         create_workspace(tmp_path / "other", "vot2099/nothing", demo=1, log=lambda *_: None)
+
+
+def test_report_label_says_backend_and_precision_or_what_the_user_chose(box_ws, tiny_model):
+    """Every backend showed as 'LoRAT tiny-mlp-224' in the toolkit's reports."""
+    import configparser
+
+    from lorat_tracker.integrations.vot.registration import register
+    from lorat_tracker.spec import TrackerSpec
+
+    spec = TrackerSpec(variant=tiny_model.variant, weights=str(tiny_model.weights),
+                       backbone=str(tiny_model.backbone), device="cpu")
+    register(box_ws, spec.replace(precision="fp32"), name="LoRAT_fp32", check=False, log=lambda *_: None)
+    register(box_ws, spec, name="LoRAT_mine", check=False, log=lambda *_: None, label="my LoRAT")
+    ini = configparser.ConfigParser()
+    ini.read(box_ws / "trackers.ini")
+    assert ini["LoRAT_fp32"]["label"] == "LoRAT tiny-mlp-224 (fp32)"
+    assert ini["LoRAT_mine"]["label"] == "my LoRAT"
+    assert ini[ID]["label"] == "LoRAT tiny-mlp-224"

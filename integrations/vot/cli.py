@@ -50,6 +50,8 @@ def _register_parser() -> argparse.ArgumentParser:
     # the model and runtime options of the tracker spec (--variant ... --backend --threads), as in `lorat track`
     TrackerSpec.add_arguments(p, groups=("model", "runtime"), required=("weights",))
     p.add_argument("--name", help="tracker identifier in trackers.ini (default LoRAT_<variant>)")
+    p.add_argument("--label", help="the tracker's name in the toolkit's reports (default: LoRAT <variant>, with the "
+                                   "backend and precision when they are not torch and auto)")
     p.add_argument("--timeout", type=int, default=None,
                    help=f"seconds the toolkit waits for each reply (default {DEFAULT_TIMEOUT_S}, more with --masks "
                         "sam: room for SAM on a 20-object frame on the device, scaled by the checkpoint's measured "
@@ -125,7 +127,7 @@ def run(args) -> int:
         from lorat_tracker.cli import job_started
 
         register(a.workspace, TrackerSpec.from_args(a), name=a.name, timeout=a.timeout, multiobject=a.multiobject,
-                 check=a.check, on_start=job_started)
+                 check=a.check, on_start=job_started, label=a.label)
         return 0
     if argv[0] == "workspace":
         a = _workspace_parser().parse_args(argv[1:])

@@ -195,7 +195,7 @@ def upsert_section(path: Path, name: str, text: str) -> bool:
 
 def register(workspace, spec=None, weights=None, backbone=None, *, name: Optional[str] = None,
              timeout: Optional[int] = None, multiobject: str = "auto", check: bool = True, log=print,
-             on_start=None,
+             on_start=None, label: Optional[str] = None,
              **options) -> str:
     """Validate, then write the trackers.ini entry; returns the tracker identifier.
 
@@ -261,9 +261,14 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
         logs.mkdir(exist_ok=True)
     except OSError as e:
         raise output_error(workspace / "trackers.ini", e) from None
-    label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
-    if spec.masks == "sam":
-        label += f" + SAM {sam_arch.model_type or 'custom'}"
+    if label is None:  # the report's name: the variant, and what else makes these boxes (backend, precision)
+        label = f"LoRAT {variant_name}" if variant_name else "LoRAT"
+        if spec.backend != "torch":
+            label += f" ({spec.backend}{'' if spec.precision == 'auto' else ' ' + spec.precision})"
+        elif spec.precision != "auto":
+            label += f" ({spec.precision})"
+        if spec.masks == "sam":
+            label += f" + SAM {sam_arch.model_type or 'custom'}"
     entries = {
         "label": label,
         "protocol": "traxpython",
