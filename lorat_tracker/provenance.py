@@ -64,10 +64,9 @@ def default_run_name(base: str, spec) -> str:
     return "-".join(parts)
 
 
-def claim_results_folder(folder, identity: Dict[str, Optional[str]], has_results: bool) -> None:
-    """Record ``identity`` in ``folder`` (new, or empty of results), or check it against the record there."""
-    from .io import atomic_write_text
-
+def check_results_folder(folder, identity: Dict[str, Optional[str]], has_results: bool) -> None:
+    """Refuse ``folder`` when its record names another tracker, or when it holds results without a record.
+    Reads only: ``record_results_folder`` writes the record once the run starts."""
     path = os.path.join(folder, PROVENANCE_FILE)
     if os.path.isfile(path):
         try:
@@ -86,7 +85,15 @@ def claim_results_folder(folder, identity: Dict[str, Optional[str]], has_results
         raise ResultsProvenanceError(f"{folder} holds results but no record of the tracker that made them "
                                      f"({PROVENANCE_FILE}): they may be another tracker's - pass another --name, or "
                                      "delete or move that folder")
-    atomic_write_text(path, json.dumps(identity, indent=1) + "\n")
+
+
+def record_results_folder(folder, identity: Dict[str, Optional[str]]) -> None:
+    """Write the record of ``identity`` into ``folder`` unless it is there (checked before)."""
+    from .io import atomic_write_text
+
+    path = os.path.join(folder, PROVENANCE_FILE)
+    if not os.path.isfile(path):
+        atomic_write_text(path, json.dumps(identity, indent=1) + "\n")
 
 
 def _short(value) -> str:

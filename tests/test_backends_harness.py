@@ -324,7 +324,7 @@ def test_vot_register_with_a_backend_loads_nothing_in_torch(check, tiny_onnx, tm
     assert entry["env_lorat_vot_weights"] == str(tiny_onnx) and "env_lorat_vot_variant" not in entry
     assert len(loads) == (1 if check else 0)  # --check loads it once, with its runtime; --no-check not at all
     if check:
-        assert entry["label"] == "LoRAT tiny-mlp-224"  # read from the file by the check
+        assert entry["label"] == "LoRAT tiny-mlp-224 (onnxruntime)"  # the variant read from the file by the check
 
 
 def test_vot_register_refuses_a_backend_that_cannot_run(tiny_onnx, tmp_path, monkeypatch, capsys):

@@ -132,10 +132,11 @@ def run(args) -> int:
     if compare and not bench.has_ground_truth:
         raise UsageError(f"--compare needs ground truth, and {bench.title}'s is withheld (its evaluation server "
                          "scores the submissions) - drop --compare")
-    from ..provenance import claim_results_folder, tracker_identity
+    from ..provenance import check_results_folder, record_results_folder, tracker_identity
 
     # The folder's results are resumed or skipped only if this same tracker made them.
-    claim_results_folder(os.path.join(bench.result_dir, name), tracker_identity(spec),
+    identity = tracker_identity(spec)
+    check_results_folder(os.path.join(bench.result_dir, name), identity,
                          has_results=any(bench.is_done(name, s) for s in bench.sequences))
     from .. import distributed
 
@@ -159,6 +160,7 @@ def run(args) -> int:
                 args.device = str(distributed.device_for_rank(args.device))
             tracker = _load_tracker(args, name, bench_module)
             job_started()  # from here on an error means the evaluation started and failed (exit 1)
+            record_results_folder(os.path.join(bench.result_dir, name), identity)
             _track_all(tracker, bench, name, remaining, scores, args.batch_size, show=rank == 0)
         distributed.barrier()
     finally:

@@ -245,9 +245,10 @@ class Trainer:
                              pin_memory=self.device.type == "cuda")
         self._emit("on_epoch_begin", epoch, start_step)
         self.model.train()
+        next_step = start_step
         try:
             tick = time.perf_counter()
-            for step, batch in zip(steps, loader):
+            for step, batch in self._batches(steps, loader, lambda: next_step):
                 global_step = epoch * cfg.steps_per_epoch + step
                 _seed_step(cfg.seed, global_step, self.rank)
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -260,14 +261,29 @@ class Trainer:
                 self.history.append({"step": global_step, "loss": metrics["loss"], "lr": lr})
                 speed = cfg.batch_size * self.stats.steps / max(self.stats.seconds, 1e-9)
                 self._emit("on_step_end", StepLog(epoch, step, global_step, lr, metrics, speed))
+                next_step = step + 1
                 if stop:
                     return step + 1
                 if self.saver.due():
                     self.save_checkpoint(epoch, step + 1)
+            if self.stop.requested and next_step < cfg.steps_per_epoch:
+                return next_step  # the data workers ended with the Ctrl-C (see _batches)
             return None
         finally:
             self._emit("on_epoch_steps_end", epoch)
             del loader
+
+    def _batches(self, steps, loader, position):
+        """``zip(steps, loader)``, ended quietly when the data workers die of the same Ctrl-C that asked the
+        loop to stop (one process): a terminal signals the whole process group, and a worker or the fork
+        server hit in the instant before it ignores SIGINT ends the loader with EOFError / "worker exited
+        unexpectedly". The loop then writes its stop checkpoint at ``position()``, as with ``--workers 0``."""
+        try:
+            yield from zip(steps, loader)
+        except (EOFError, ConnectionError, RuntimeError):
+            if not (self.stop.requested and self.world == 1):
+                raise
+            self.log(f"data workers ended with the interrupt; stopping at step {position()}")
 
     def _reduce(self, metrics: Dict[str, Any]):
         """The step's metrics (TrainStep already averages the loss terms over ranks: the global batch's
