@@ -299,7 +299,7 @@ def track_full_disk(tiny_model, inputs, tmp_path, mounts):
 def track_sigint_group(tiny_model, inputs, tmp_path, mounts):
     import cv2
 
-    for k, moment in enumerate(("start-up", "first boxes", "tracking")):
+    for k, moment in enumerate(("first boxes", "tracking")):  # start-up: the start-up test's
         out, video = tmp_path / f"boxes{k}.txt", tmp_path / f"boxes{k}.mp4"
         child = Child(_track(tiny_model, inputs, "--output", out, "--video", video), tmp_path / f"run{k}")
         if moment == "start-up":
@@ -430,7 +430,8 @@ def train_full_disk(tiny_model, inputs, tmp_path, mounts):
 
 def train_sigint_group(tiny_model, inputs, tmp_path, mounts):
     """With a data worker: the fork server and the worker get the SIGINT too."""
-    for k, moment in enumerate(("start-up", "workers starting", "mid-epoch")):
+    # (Start-up is test_ctrl_c_during_start_up_is_130_without_traceback's, for every command.)
+    for k, moment in enumerate(("workers starting", "mid-epoch")):
         out = tmp_path / f"run{k}"
         args = _train(tiny_model, inputs, out, "--workers", "1")
         child = Child(args, tmp_path / f"log{k}")
