@@ -685,8 +685,6 @@ MATRIX: Dict[str, Dict[str, Union[Callable, str]]] = {
                       "kill9-resume": "the toolkit resumes an evaluation itself (it skips finished sequences)"},
 }
 
-SLOW = {("train", "sigint-group"), ("train", "kill9-resume"), ("eval", "sigint-group"), ("eval", "kill9-resume"),
-        ("track", "sigint-group"), ("selftest", "bad-file")}
 
 
 def _commands() -> List[str]:
@@ -710,8 +708,9 @@ def test_every_command_declares_every_fault_class():
             assert callable(how) or (isinstance(how, str) and len(how) > 20), (command, fault)
 
 
-CASES = [pytest.param(c, f, id=f"{c.replace(' ', '-')}:{f}",
-                      marks=[pytest.mark.slow] if (c, f) in SLOW else [])
+# Every scenario starts `lorat` processes (a second or more each): the matrix is the slow tier's; the quick
+# tier keeps the declaration check and the in-process tests below.
+CASES = [pytest.param(c, f, id=f"{c.replace(' ', '-')}:{f}", marks=[pytest.mark.slow])
          for c, row in MATRIX.items() for f, how in row.items() if callable(how)]
 
 
@@ -721,6 +720,7 @@ def test_fault(command, fault, tiny_model, inputs, tmp_path, request):
     MATRIX[command][fault](tiny_model, inputs, tmp_path, mounts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [c for c in MATRIX if c != "vot (toolkit)"])
 def test_ctrl_c_during_start_up_is_130_without_traceback(command, tiny_model, inputs, tmp_path):
     """Every command, signalled while Python and torch are still importing: one line, 130."""
@@ -787,6 +787,7 @@ def test_overflowing_weights_raise_on_every_surface_and_leave_the_tracker_usable
         pt.track(seq.frames[1])
 
 
+@pytest.mark.slow
 def test_overflowing_weights_at_the_command_line(tiny_model, inputs, overflowing_weights, tmp_path):
     out = tmp_path / "boxes.txt"
     out.write_text("earlier\n")
@@ -798,6 +799,7 @@ def test_overflowing_weights_at_the_command_line(tiny_model, inputs, overflowing
     assert not (tmp_path / "m.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_vot_server_says_the_weights_are_damaged(tiny_model, overflowing_weights, tmp_path):
     pytest.importorskip("trax")
     env = _env(LORAT_VOT_VARIANT=tiny_model.variant, LORAT_VOT_WEIGHTS=str(overflowing_weights),
@@ -828,6 +830,7 @@ def test_fp16_range_is_checked_at_load_naming_the_tensor(tiny_model):
 
 # ---------------------------------------------------------------- results folders of another tracker
 
+@pytest.mark.slow
 def test_a_results_folder_is_resumed_or_skipped_only_by_the_tracker_that_made_it(tiny_model, inputs, tmp_path):
     """A GOT-10k run of an ONNX tracker had the torch run's default name, and into that folder it printed
     'Found results, skipping' and reported torch's numbers; lorat eval did the same ('3 sequences already
