@@ -90,11 +90,16 @@ def check_writable(path, folder: bool = False) -> None:
 def write_error(path, error: BaseException) -> OutputError:
     """``OutputError`` for a library's own write error (safetensors' SafetensorError carries the OS error
     only in its text: "... (os error 28)")."""
+    code = _os_error_code_in_text(error)
+    return output_error(path, OSError(code, os.strerror(code)) if code else OSError(errno.EIO, str(error)))
+
+
+def _os_error_code_in_text(error: BaseException):
+    """The errno a library names only in its message ("... (os error 28)"), or None."""
     import re
 
     m = re.search(r"os error (\d+)", str(error))
-    code = int(m.group(1)) if m else errno.EIO
-    return output_error(path, OSError(code, os.strerror(code) if m else str(error)))
+    return int(m.group(1)) if m else None
 
 
 def _partial_prefix(path: str) -> str:
@@ -235,12 +240,8 @@ def _write_fault_of(error: BaseException, tmp: str, path: str):
         if isinstance(seen, OSError) and not isinstance(seen, OutputError) and _is_write_fault(seen, tmp, path):
             return seen
         seen = seen.__cause__ or seen.__context__
-    import re
-
-    m = re.search(r"os error (\d+)", str(error))
-    if m and int(m.group(1)) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-        return OSError(int(m.group(1)), os.strerror(int(m.group(1))))
-    return None
+    code = _os_error_code_in_text(error)
+    return OSError(code, os.strerror(code)) if code in WRITE_FAULT_ADVICE else None
 
 
 def _is_write_fault(error: OSError, tmp: str, path: str) -> bool:

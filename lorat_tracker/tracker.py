@@ -35,8 +35,8 @@ from .cropping import CropParams, nominal_crop_params, pixel_aligned_crop, searc
 from .errors import ConfigError, DamagedWeightsError, InvalidImageError, NotInitializedError
 from .images import as_rgb_image
 from .model import LoRATModel
-from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, resolve_device,
-                      resolve_precision)
+from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, precision_name,
+                      resolve_device, resolve_precision)
 from .segmentation.refiner import mask_results
 
 
@@ -334,7 +334,7 @@ class LoRATTracker:
     def _precision_name(self) -> str:
         if self.backend != "torch":
             return str(self.precision)
-        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
+        return precision_name(self.precision, self.device)  # what "auto" means here, as resolve_precision decided
 
     def _check_frame_size(self, tgt: Target, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]

@@ -387,18 +387,26 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
         # A finished or interrupted run replaces --output / --video; a failed one leaves the earlier files.
-        if out_file is not None:
-            try:
-                out_file.close()
-            except OSError as e:
-                finished = False
-                if sys.exc_info()[1] is None:
-                    raise output_error(args.output, e) from None
-            finally:
-                (commit_partial(out_tmp, args.output) if finished else discard_partial(out_tmp))
-        if video is not None:
-            video.commit() if finished else video.discard()
-        source.close()
+        try:
+            if out_file is not None:
+                try:
+                    out_file.close()
+                except OSError as e:
+                    finished = False
+                    if sys.exc_info()[1] is None:
+                        raise output_error(args.output, e) from None
+                finally:
+                    if finished:
+                        commit_partial(out_tmp, args.output)
+                    else:
+                        discard_partial(out_tmp)
+        finally:  # the video's temporary file is committed or removed whatever happened to --output's
+            if video is not None:
+                if finished:
+                    video.commit()
+                else:
+                    video.discard()
+            source.close()
 
     fps = done / elapsed if elapsed > 0 else float("inf")
     outputs = [f"boxes -> {args.output}" if args.output else "boxes -> stdout"]
