@@ -298,14 +298,14 @@ class Layout:
 
 LAYOUTS: Dict[str, Layout] = {
     "lasot": Layout(lambda root, count, frames, seed: write_lasot(root, LASOT_NAMES[:count], frames, seed),
-                    "LaSOT (lorat eval lasot, ExperimentLaSOT)", 3, 12, 10, len(LASOT_NAMES)),
+                    "LaSOT (lorat eval lasot, ExperimentLaSOT; not pytracking's lasot, which lists all 280 test videos)", 3, 12, 10, len(LASOT_NAMES)),
     "got10k": Layout(lambda root, count, frames, seed: write_got10k(root, "val", count, frames, seed),
-                     "GOT-10k val (lorat eval got10k-val, ExperimentGOT10k)",
+                     "GOT-10k val (lorat eval got10k-val, ExperimentGOT10k, pytracking got10k_val)",
                      3, 12, 0),
     "otb": Layout(lambda root, count, frames, seed: write_otb(root, OTB_NAMES[:count], frames, seed),
-                  "OTB-2015 (lorat eval otb, ExperimentOTB)", 3, 12, 20, len(OTB_NAMES)),
+                  "OTB-2015 (lorat eval otb, ExperimentOTB; not pytracking's otb, which lists all 100 videos' frame ranges)", 3, 12, 20, len(OTB_NAMES)),
     "trackingnet": Layout(lambda root, count, frames, seed: write_trackingnet(root, "TEST", count, frames, seed),
-                          "TrackingNet TEST (lorat eval trackingnet)", 3, 12, 30),
+                          "TrackingNet TEST (lorat eval trackingnet, pytracking trackingnet)", 3, 12, 30),
     "tnl2k": Layout(write_tnl2k, "TNL2K (lorat eval tnl2k)", 2, 8, 40),
     "folder": Layout(write_folder, "one folder per video (lorat train --data folder=, lorat track)", 3, 12, 50),
     "vot": Layout(write_vot_boxes, "VOT box sequences (lorat vot workspace --sequences)", 2, 10, 0),

@@ -28,6 +28,7 @@ import torch
 
 from .constants import COMPILE_MODES, PRECISIONS, SAM_PRECISIONS
 from .errors import ConfigError
+from .spec import SpecError
 
 # The dtype each precision name computes in; fp32 is plain float32 (no autocast).
 DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -52,11 +53,11 @@ def resolve_device(device) -> torch.device:
     except (RuntimeError, TypeError):
         raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked but CUDA is not available here - use device='cpu'")
+        raise SpecError("device", "{self} asked but CUDA is not available here - use {device:cpu}", str(device))
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(f"device {device!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' asked but MPS is not available here - use device='cpu'")
+        raise SpecError("device", "{self} asked but MPS is not available here - use {device:cpu}", str(device))
     return dev
 
 

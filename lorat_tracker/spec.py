@@ -256,7 +256,8 @@ class TrackerSpec:
         self._check_variant()
         if self.weights is None:
             raise SpecError("weights", "no weights given: {weights:FILE} is needed (the released .bin, a training "
-                                       "model.safetensors or a merged export from `lorat export`)")
+                                       "model.safetensors, a merged export from `lorat export`, or its .onnx "
+                                       "with {backend:onnxruntime} or {backend:openvino})")
         self._check_masks()  # before the files: a SAM option without masks="sam" says so first
         for o in options(type(self)):
             if o.applies is None or o.applies(self):
@@ -308,8 +309,8 @@ class TrackerSpec:
                                         + ", ".join(VARIANTS) + ") or the path of a variant YAML file", text)
         try:
             load_config(text)  # YAML only, no torch: an unknown name lists the known ones
-        except ConfigError as e:
-            raise SpecError("variant", literal(e)) from None
+        except ConfigError as e:  # a name: said the caller's way (--variant, LORAT_VARIANT); a file names itself
+            raise SpecError("variant", ("" if os.path.exists(text) else "{variant}: ") + literal(e)) from None
 
     def _check_backend(self) -> None:
         from .backends import BACKENDS  # the registry is plain data: no runtime is imported

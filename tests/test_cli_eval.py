@@ -104,7 +104,7 @@ def test_a_missing_device_is_refused_before_the_dataset_is_read(tmp_path, tiny_m
     (tmp_path / "empty").mkdir()  # not a LaSOT root either: the device is checked first
     assert main(["eval", "lasot", "--root", str(tmp_path / "empty"), *tiny_model.cli_args(), "--device", "cuda"]) \
         == EXIT_USAGE
-    assert capsys.readouterr().err.strip() == ("lorat eval: error: device 'cuda' asked but CUDA is not available "
+    assert capsys.readouterr().err.strip() == ("lorat eval: error: --device cuda asked but CUDA is not available "
                                                "here - use --device cpu")
 
 

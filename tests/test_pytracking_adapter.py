@@ -17,8 +17,8 @@ import pytest
 
 from lorat_tracker.demo import render_sequence
 
-from lorat_tracker.integrations.pytracking import (LoRATPytracking, TrackerParams, clear_network_cache,
-                                                   install_templates, lorat_params)
+from lorat_tracker.integrations.pytracking import (LoRATPytracking, PytrackingSetupError, TrackerParams,
+                                                   clear_network_cache, install_templates, lorat_params)
 from lorat_tracker.integrations.pytracking.__main__ import main as install_main
 from lorat_tracker import InvalidBoxError, NotInitializedError
 
@@ -242,9 +242,12 @@ def test_install_refuses_non_checkouts_and_existing(tmp_path, checkout, capsys):
     assert {f.name for f in files} >= {"__init__.py", "lorat.py", "b224.py", "g378.py"}
 
 
-def test_templates_run_like_pytracking(checkout, sequence, core_predictions, tiny_model, monkeypatch):
+def test_templates_run_like_pytracking(checkout, sequence, core_predictions, tiny_model, tmp_path, monkeypatch):
     # What pytracking.evaluation.Tracker does: import the tracker module, get_tracker_class(), parameters().
     assert (checkout / "pytracking" / "tracker" / "lorat").is_dir()
+    monkeypatch.chdir(tmp_path)  # the parameter files' default weights name a file in the working directory
+    for name in ("base.bin", "base-378.bin", "large.bin", "large-378.bin", "giant.bin", "giant-378.bin"):
+        (tmp_path / name).write_bytes(b"")  # present: the files are read when the network loads, not here
     tracker_class = importlib.import_module("pytracking.tracker.lorat").get_tracker_class()
     assert issubclass(tracker_class, LoRATPytracking) and tracker_class.multiobj_mode == "parallel"
     params = importlib.import_module("pytracking.parameter.lorat.b224").parameters()
@@ -286,8 +289,9 @@ def test_export_parameter_file_takes_the_exports_own_variant(checkout, sequence,
                               device="cpu"), merged)
     export_params = importlib.import_module("pytracking.parameter.lorat.export")
     monkeypatch.delenv("LORAT_WEIGHTS", raising=False)
-    with pytest.raises(ConfigError, match="LORAT_WEIGHTS"):
+    with pytest.raises(PytrackingSetupError, match="set LORAT_WEIGHTS .*\\.onnx with LORAT_BACKEND=onnxruntime") as e:
         export_params.parameters()
+    assert isinstance(e.value.error, ConfigError)
     monkeypatch.setenv("LORAT_WEIGHTS", str(merged))
     monkeypatch.setenv("LORAT_DEVICE", "cpu")
     params = export_params.parameters()
@@ -296,3 +300,126 @@ def test_export_parameter_file_takes_the_exports_own_variant(checkout, sequence,
     tracker.initialize(sequence.frames[0], {"init_bbox": list(sequence.boxes[0, 0])})
     boxes = [tracker.track(f)["target_bbox"] for f in sequence.frames[1:]]
     np.testing.assert_allclose(boxes, [p.box.tolist() for p in core_predictions], atol=1e-4)
+
+
+# ----------------------------------------------------- a wrong configuration ends the run before any sequence
+
+class PytrackingRun:
+    """What visionml/pytracking (commit 7eb9e74) does around a tracker's configuration, restated:
+    ``evaluation/tracker.py``: ``Tracker.__init__`` sets ``parameter_name`` and calls the tracker
+    module's ``get_tracker_class()`` (main process, before any sequence); ``get_parameters()`` imports
+    the parameter file and calls ``parameters()``. ``evaluation/running.py``: ``run_sequence`` wraps
+    the parameters and tracking of each sequence in ``except Exception as e: print(e); return``."""
+
+    def __init__(self, name: str, parameter_name: str):
+        self.name, self.parameter_name = name, parameter_name
+        self.tracker_class = importlib.import_module(f"pytracking.tracker.{name}").get_tracker_class()
+
+    def get_parameters(self):
+        return importlib.import_module(f"pytracking.parameter.{self.name}.{self.parameter_name}").parameters()
+
+    def run_sequence(self, printed: list):
+        try:
+            return self.tracker_class(self.get_parameters())
+        except Exception as e:  # noqa: BLE001 - pytracking's own handling
+            printed.append(str(e))
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"LORAT_VARIANT": "B-225"}, "LORAT_VARIANT: unknown variant 'B-225'"),
+    ({"LORAT_WEIGHT": "x.bin"}, "LORAT_WEIGHT is not a LoRAT setting: did you mean LORAT_WEIGHTS?"),
+    ({"LORAT_WEIGHTS": "missing.bin"}, "LORAT_WEIGHTS=missing.bin does not exist"),
+    ({"LORAT_PRECISION": "fp8"}, "LORAT_PRECISION=fp8 is not one of"),
+    ({"LORAT_MASKS": "sam"}, "LORAT_MASKS=sam"),
+])
+def test_wrong_configuration_ends_the_run_before_the_first_sequence(checkout, tiny_model, env, expected,
+                                                                    monkeypatch):
+    # Before: each sequence printed the error and pytracking ended "Done" with exit 0, in Python spelling.
+    monkeypatch.setenv("LORAT_WEIGHTS", str(tiny_model.weights))
+    monkeypatch.setenv("LORAT_BACKBONE", str(tiny_model.backbone))
+    monkeypatch.setenv("LORAT_VARIANT", tiny_model.variant)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    PytrackingRun("lorat", "b224")  # an analysis (trackerlist + print_results) builds no parameters
+    monkeypatch.setattr(sys, "argv", ["run_tracker.py", "lorat", "b224", "--threads", "2"])
+    with pytest.raises(PytrackingSetupError) as e:
+        PytrackingRun("lorat", "b224")  # at construction: before run_dataset, whatever --threads
+    message = str(e.value)
+    assert expected in message and "variant=" not in message and "\n" not in message
+    assert isinstance(e.value, SystemExit) and not isinstance(e.value, Exception)  # passes `except Exception`
+
+
+def test_configuration_error_passes_pytracking_per_sequence_handler(checkout, monkeypatch):
+    # Also when the tracker module's early check finds no pytracking Tracker to ask (another caller).
+    monkeypatch.setenv("LORAT_VARIANT", "B-225")
+    run = PytrackingRun.__new__(PytrackingRun)
+    run.name, run.parameter_name = "lorat", "b224"
+    run.tracker_class = importlib.import_module("pytracking.tracker.lorat").get_tracker_class()
+    printed = []
+    with pytest.raises(PytrackingSetupError, match="LORAT_VARIANT"):
+        run.run_sequence(printed)
+    assert printed == []
+
+
+def test_in_a_worker_process_the_error_is_pytrackings_per_sequence_one(checkout, monkeypatch):
+    # run_tracker.py --threads N: a SystemExit in a multiprocessing.Pool worker would hang the pool.
+    import multiprocessing
+
+    from lorat_tracker.spec import SpecError
+
+    monkeypatch.setenv("LORAT_VARIANT", "B-225")
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
+    with pytest.raises(SpecError, match="LORAT_VARIANT: unknown variant"):
+        importlib.import_module("pytracking.parameter.lorat.b224").parameters()
+
+
+def test_good_configuration_checks_once_and_tracks(checkout, tiny_model, sequence, core_predictions, monkeypatch):
+    monkeypatch.setenv("LORAT_WEIGHTS", str(tiny_model.weights))
+    monkeypatch.setenv("LORAT_BACKBONE", str(tiny_model.backbone))
+    monkeypatch.setenv("LORAT_VARIANT", tiny_model.variant)
+    monkeypatch.setenv("LORAT_DEVICE", "cpu")
+    monkeypatch.setenv("LORAT_VOT_LOG", "ignored.log")  # the VOT server's variables are not the tracker's
+    monkeypatch.setattr(sys, "argv", ["run_experiment.py", "myexperiments", "lorat"])
+    run = PytrackingRun("lorat", "b224")
+    tracker = run.run_sequence(printed := [])
+    assert printed == [] and isinstance(tracker, LoRATPytracking)
+    tracker.initialize(sequence.frames[0], {"init_bbox": list(sequence.boxes[0, 0])})
+    assert tracker.track(sequence.frames[1])["target_bbox"] == core_predictions[0].box.tolist()
+
+
+# ------------------------------------------------------------ demo layouts that pytracking's datasets read
+
+def _pytracking_got10k_val(root):
+    """pytracking/evaluation/got10kdataset.py (split 'val'), restated: list.txt, then per sequence
+    ``groundtruth.txt`` (np.loadtxt, ',') and the ``.jpg`` frames sorted by number."""
+    base = root / "val"
+    out = {}
+    for name in (base / "list.txt").read_text().splitlines():
+        gt = np.loadtxt(base / name / "groundtruth.txt", delimiter=",", dtype=np.float64).reshape(-1, 4)
+        frames = sorted((f for f in (base / name).iterdir() if f.name.endswith(".jpg")), key=lambda f: int(f.name[:-4]))
+        out[name] = (gt, frames)
+    return out
+
+
+def _pytracking_trackingnet(root):
+    """pytracking/evaluation/trackingnetdataset.py, restated: ``TEST/anno/*.txt`` and ``TEST/frames/<seq>/*.jpg``."""
+    out = {}
+    for anno in sorted((root / "TEST" / "anno").glob("*.txt")):
+        gt = np.loadtxt(anno, delimiter=",", dtype=np.float64).reshape(-1, 4)
+        frames = sorted((root / "TEST" / "frames" / anno.stem).glob("*.jpg"), key=lambda f: int(f.name[:-4]))
+        out[anno.stem] = (gt, frames)
+    return out
+
+
+@pytest.mark.parametrize("layout, reader, first_only", [("got10k", _pytracking_got10k_val, False),
+                                                        ("trackingnet", _pytracking_trackingnet, True)])
+def test_demo_layouts_read_by_pytracking_datasets(tmp_path, layout, reader, first_only):
+    from lorat_tracker.demo import LAYOUTS
+
+    written = LAYOUTS[layout].write(tmp_path, count=2, frames=5, seed=1)
+    read = reader(tmp_path)
+    assert set(read) == set(written)
+    for name, (gt, frames) in read.items():
+        assert len(frames) == 5 and frames[0].name.startswith("0")
+        truth = written[name].boxes[0]
+        np.testing.assert_allclose(gt, truth[:1] if first_only else truth, atol=1e-3)

@@ -12,8 +12,8 @@ or copy ``templates/pytracking/{tracker,parameter}/lorat`` into a visionml/pytra
 pytracking itself is never imported here (it is not pip-installable; PyPI's ``pytracking`` is another project).
 """
 from .install import TEMPLATES, install_templates
-from .tracker import (LoRATPytracking, TrackerParams, clear_network_cache, load_network, lorat_params,
-                      params_from_env, spec_of)
+from .tracker import (LoRATPytracking, PytrackingSetupError, TrackerParams, clear_network_cache, load_network,
+                      lorat_params, params_from_env, spec_of)
 
-__all__ = ["LoRATPytracking", "TrackerParams", "lorat_params", "params_from_env", "spec_of", "load_network",
+__all__ = ["LoRATPytracking", "PytrackingSetupError", "TrackerParams", "lorat_params", "params_from_env", "spec_of", "load_network",
            "clear_network_cache", "install_templates", "TEMPLATES"]

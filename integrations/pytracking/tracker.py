@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import multiprocessing
 import os
 import threading
 import time
@@ -39,6 +41,7 @@ from collections.abc import Mapping
 from typing import Dict, Optional, Tuple
 
 from lorat_tracker import InvalidBoxError, LoRATTracker
+from lorat_tracker.errors import ConfigError
 from lorat_tracker.spec import EnvSpelling, SpecError, Spelling, TrackerSpec, is_placeholder, options
 
 ENV_PREFIX = "LORAT_"
@@ -134,6 +137,32 @@ def lorat_params(variant=None, weights=None, backbone=None, device=None, precisi
     return TrackerParams(debug=0, visualization=False, **dataclasses.asdict(spec))
 
 
+class PytrackingSetupError(SystemExit):
+    """A parameter file whose ``LORAT_*`` configuration cannot work, raised while pytracking builds the
+    parameters.
+
+    pytracking's ``run_sequence`` catches every ``Exception`` per sequence, prints it and goes on, so a
+    wrong ``LORAT_VARIANT`` printed one line per sequence and the run ended "Done" with exit 0. A
+    ``SystemExit`` passes through that ``except`` and ends the run before any sequence is tracked: the
+    message on stderr, exit 1. ``.error`` is the underlying ``SpecError`` / ``ConfigError``.
+    """
+
+    def __init__(self, message: str, error: Exception):
+        super().__init__(f"LoRAT (pytracking parameters): {message}")
+        self.error = error
+
+
+def _unknown_variables(environ) -> None:
+    """A ``LORAT_*`` variable that is no tracker option (a typo such as ``LORAT_WEIGHT``) is an error:
+    it would be ignored without a word. ``LORAT_VOT_*`` belongs to the VOT server."""
+    known = {ENV_PREFIX + o.env for o in options(TrackerSpec)}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and not name.startswith(ENV_PREFIX + "VOT_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]}?" if close else "the tracker options are " + ", ".join(sorted(known))
+            raise ConfigError(f"{name} is not a LoRAT setting: {hint}")
+
+
 def params_from_env(variant, weights: Optional[str], environ=None) -> TrackerParams:
     """The body of the parameter files copied into pytracking.
 
@@ -142,12 +171,31 @@ def params_from_env(variant, weights: Optional[str], environ=None) -> TrackerPar
     weights file name and the defaults (no backbone: timm fetches DINOv2; the best device; precision
     "auto", fp16 autocast on CUDA as the official evaluation). ``variant=None`` (the ``export``
     parameter file) takes the variant stored in a merged export from ``lorat export``.
+
+    The whole configuration is checked here, before pytracking tracks anything (names, choices,
+    that the files exist, that the backend runs on the device; weights are read later, once per
+    process): a mistake raises ``PytrackingSetupError``, which ends the run with one line in
+    ``LORAT_*`` spelling. In a worker process of ``run_tracker.py --threads N`` it raises the
+    ``SpecError`` itself (a ``SystemExit`` there would leave pytracking's process pool waiting
+    forever); the tracker module's ``get_tracker_class()`` has run the same check in the main
+    process by then (``shim.check_parameters_of_caller``).
     """
-    spec = TrackerSpec.from_env(ENV_PREFIX, environ, base=TrackerSpec(variant=variant, weights=weights))
-    if spec.weights is None:
-        raise SpecError("weights", "set {weights} to the weights file (for the `export` parameter file: a merged "
-                                   "export made by `lorat export`), e.g. {weights:/path/to/lorat-L-378.safetensors}",
-                        spelling=EnvSpelling(ENV_PREFIX))
+    environ = os.environ if environ is None else environ
+    spelling = EnvSpelling(ENV_PREFIX)
+    try:
+        _unknown_variables(environ)
+        spec = TrackerSpec.from_env(ENV_PREFIX, environ, base=TrackerSpec(variant=variant, weights=weights))
+        if spec.weights is None:
+            raise SpecError("weights", "set {weights} to the weights file (for the `export` parameter file: a "
+                                       "merged export made by `lorat export`, or its .onnx with "
+                                       "{backend:onnxruntime}), e.g. {weights:/path/to/lorat-L-378.safetensors}")
+        spec.check().boxes_only("pytracking tracker")
+        spec.check_runtime()  # the device is there and the backend's runtime is installed
+    except ConfigError as e:  # SpecError included
+        message = e.render(spelling) if isinstance(e, SpecError) else str(e)
+        if multiprocessing.parent_process() is not None:
+            raise e.spelled(spelling) if isinstance(e, SpecError) else e
+        raise PytrackingSetupError(message, e) from None
     return lorat_params(spec=spec)
 
 
