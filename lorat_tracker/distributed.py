@@ -97,14 +97,25 @@ def shard(items: Sequence[T], rank: Optional[int] = None, world: Optional[int] =
 
 
 def barrier() -> None:
-    """Wait for every rank (no-op when not distributed)."""
+    """Wait for every rank (no-op when not distributed). A rank that stopped meanwhile (its connection
+    closed) raises ``RankFailedError``: one line for this rank instead of gloo's or NCCL's C++ trace."""
     if not is_initialized():
         return
     dist = _dist()
-    if dist.get_backend() == "nccl":
-        dist.barrier(device_ids=[torch.cuda.current_device()])
-    else:
-        dist.barrier()
+    try:
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+    except RuntimeError as e:  # dist.DistError and gloo's "Connection closed by peer" are RuntimeErrors
+        from .errors import RankFailedError
+
+        rank, world = rank_and_world()
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        cause = cause.split("] ", 1)[-1][:200]  # gloo prefixes its source location
+        raise RankFailedError(f"rank {rank}/{world}: another process of this job stopped while this one waited "
+                              f"for it ({cause}); what every rank finished is kept - run the same command again "
+                              "on every node to resume") from None
 
 
 def cleanup() -> None:

@@ -75,3 +75,9 @@ class OutputError(LoRATError, OSError):
 
     def __str__(self) -> str:  # the message alone, not OSError's "[Errno N] message: 'file'"
         return self.strerror or super().__str__()
+
+
+class RankFailedError(LoRATError, RuntimeError):
+    """Under torchrun, another process of the job stopped (killed, crashed, its machine gone) while this
+    one waited for it. What each rank finished is on disk; running the same command again on every
+    node resumes."""

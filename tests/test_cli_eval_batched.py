@@ -6,6 +6,7 @@ within ``BATCH_TOLERANCE_PX`` of each other, straddle a rounding boundary.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -85,11 +86,59 @@ def test_batch_size_zero_is_a_usage_error(lasot_root, tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_write_the_sequential_files(lasot_root, tiny_model, tmp_path, sequential):
+def test_two_torchrun_nodes_shard_merge_and_resume_after_a_rank_is_killed(tiny_model, tmp_path):
+    """Two torchrun nodes (c10d rendezvous on 127.0.0.1, gloo), as on two machines sharing the results
+    folder: disjoint shards, one merged report, and a rank killed with SIGKILL mid-run ends both nodes (no
+    hang), after which the same command on both nodes resumes to the single process's result files."""
+    import signal
+    import time
+
+    from run_cli import finish, launch_nodes, worker_of
+
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
-    proc = _run(("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"), lasot_root, tiny_model,
-                tmp_path, "--batch-size", "2")
-    assert "rank 0/2" in proc.stdout and "rank 1/2" in proc.stdout
-    assert_same_result_files(_results(tmp_path), sequential)
-    assert proc.stdout.count("AUC") == 1  # only rank 0 reports
+    root = tmp_path / "GOT-10k"
+    sd.write_got10k(root, "val", count=6, frames=30, seed=3)
+    args = ("eval", "got10k-val", "--root", root, *tiny_model.cli_args(), "--device", "cpu", "--name", NAME)
+
+    def results(out):
+        return {f.name: f.read_text() for f in sorted((out / "results" / "GOT-10k" / NAME).glob("*/*_001.txt"))}
+
+    single = tmp_path / "single"
+    proc = run_lorat(*args, "--results", single / "results", "--reports", single / "reports", cwd=tmp_path,
+                     timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected = results(single)
+    assert len(expected) == 6
+
+    out = tmp_path / "nodes"
+    where = ("--results", out / "results", "--reports", out / "reports")
+    nodes = launch_nodes(*args, *where, cwd=tmp_path)
+    # Rank 1 tracks sorted(sequences)[1::2]: kill it once its first sequence is on disk.
+    first_of_rank_1 = out / "results" / "GOT-10k" / NAME / "GOT-10k_Val_000002" / "GOT-10k_Val_000002_001.txt"
+    deadline = time.monotonic() + 240
+    while not first_of_rank_1.exists() and time.monotonic() < deadline and all(n.poll() is None for n in nodes):
+        time.sleep(0.05)
+    assert first_of_rank_1.exists(), finish(nodes, 10)
+    killed = None
+    for node in nodes:  # the node whose rank is 1 (which node gets which rank is the rendezvous' choice)
+        pid = worker_of(node)
+        if Path(f"/proc/{pid}/environ").read_bytes().split(b"\0").count(b"RANK=1"):
+            killed = pid
+            os.kill(pid, signal.SIGKILL)
+    assert killed is not None
+    ended = finish(nodes, timeout=120)
+    assert all(code != 0 for code, _, _ in ended), ended  # both stop; none waits for the dead rank forever
+    assert not any("[test] node still running" in err for _, _, err in ended), ended
+    kept = results(out)
+    assert 1 <= len(kept) < 6 and all(kept[name] == expected[name] for name in kept)
+
+    ended = finish(launch_nodes(*args, *where, "--batch-size", "2", cwd=tmp_path), timeout=300)
+    assert all(code == 0 for code, _, _ in ended), ended
+    stdout = "".join(o for _, o, _ in ended)
+    assert "rank 0/2: 3 of 6 sequences" in stdout and "rank 1/2: 3 of 6 sequences" in stdout
+    resumed = sum(int(line.split(" sequences already done")[0].rsplit(" ", 1)[-1])
+                  for line in stdout.splitlines() if "sequences already done" in line)
+    assert resumed == len(kept)
+    assert stdout.count("AO") == 1  # one merged report, from rank 0
+    assert_same_result_files(results(out), expected)

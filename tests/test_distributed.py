@@ -97,3 +97,33 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
             np.testing.assert_allclose(got, expected, rtol=0, atol=BATCH_TOLERANCE_PX, err_msg=job.name)
         ranks.add((tmp_path / f"{job.name}.rank").read_text())
     assert ranks == {"0", "1"}  # both ranks did work
+
+
+def test_a_rank_gone_at_the_barrier_is_one_line(monkeypatch):
+    # What gloo raises on the rank that waits when another process of the job was killed (measured with two
+    # torchrun nodes on this machine; tests/test_multinode.py runs that case end to end).
+    from lorat_tracker.errors import RankFailedError
+
+    class Gloo:
+        def get_backend(self):
+            return "gloo"
+
+        def barrier(self):
+            raise RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection "
+                               "closed by peer [127.0.0.1]:29361. This is typically caused by a remote worker "
+                               "crashing.\nmore lines")
+
+        def get_rank(self):
+            return 0
+
+        def get_world_size(self):
+            return 2
+
+    monkeypatch.setattr(dist_utils, "_dist", lambda: Gloo())
+    monkeypatch.setattr(dist_utils, "is_initialized", lambda: True)
+    with pytest.raises(RankFailedError) as e:
+        dist_utils.barrier()
+    message = str(e.value)
+    assert message.startswith("rank 0/2: another process of this job stopped while this one waited for it "
+                              "(Connection closed by peer [127.0.0.1]:29361.")
+    assert "run the same command again on every node to resume" in message and "\n" not in message

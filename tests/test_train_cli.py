@@ -166,14 +166,18 @@ def test_interrupted_and_resumed_runs_end_with_the_same_weights(reference, tiny_
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_train_the_weights_of_one_process(reference, tiny_model, data_root, tmp_path):
+def test_two_torchrun_nodes_train_the_weights_of_one_process(reference, tiny_model, data_root, tmp_path):
+    # Two nodes of one process each (c10d rendezvous on 127.0.0.1, gloo), as a job over two machines: DDP
+    # across nodes is the same as across the processes of one node, and equals the one-process run.
+    from run_cli import finish, launch_nodes
+
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     out = tmp_path / "ddp"
-    proc = run_lorat(*_args(tiny_model, data_root, out, "--workers", "0"), timeout=300,
-                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
-    assert proc.returncode == 0, proc.stderr
-    assert "2 processes" in proc.stdout and proc.stdout.count("epoch 2/2") == 1  # rank 0 reports
+    ended = finish(launch_nodes(*_args(tiny_model, data_root, out, "--workers", "0"), cwd=tmp_path), timeout=300)
+    assert all(code == 0 for code, _, _ in ended), ended
+    stdout = "".join(o for _, o, _ in ended)
+    assert "2 processes" in stdout and stdout.count("epoch 2/2") == 1  # rank 0 reports
     expected, got = _weights(reference), _weights(out)
     start = load_file(str(tiny_model.weights))
     # Each rank computes half of every batch; the loss is normalised by the all-reduced positive count
