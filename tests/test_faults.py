@@ -58,11 +58,11 @@ class Child:
     """``lorat ARGS`` in a session of its own (``setsid``), as a shell runs a foreground job: a signal to
     its process group reaches every process it started. Output goes to files (a pipe could fill)."""
 
-    def __init__(self, args, folder: Path):
+    def __init__(self, args, folder: Path, launcher=()):
         folder.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = folder / "stdout.txt", folder / "stderr.txt"
         self._out, self._err = open(self.out_path, "w"), open(self.err_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "lorat_tracker", *map(str, args)], env=_env(),
+        self.proc = subprocess.Popen([sys.executable, *launcher, "-m", "lorat_tracker", *map(str, args)], env=_env(),
                                      stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
 
@@ -393,6 +393,23 @@ def eval_sigint_group(tiny_model, inputs, tmp_path, mounts):
         proc = lorat(*args)
         assert proc.returncode == 0, proc.stderr
         assert _result_files(results) == _result_files(reference)
+
+    # Under torchrun: the terminal's SIGINT reaches torchrun (its ranks run in sessions of their own),
+    # which passes it to every rank; each keeps its finished sequences and says so in one line. torchrun
+    # itself then exits 1 with its own SignalException trace (its code, not ours).
+    results = tmp_path / "results-torchrun"
+    args = _eval(tiny_model, inputs, results, tmp_path / "reports-torchrun")
+    child = Child(args, tmp_path / "run-torchrun",
+                  launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    assert child.wait_for(lambda: len(list(results.rglob("*_001.txt"))) >= 1), "finished too early"
+    child.signal_group(signal.SIGINT)
+    code, stderr = child.finish(), child.stderr
+    assert code != 0 and stderr.count("lorat eval: interrupted") == 2, stderr[-3000:]
+    assert "[rank0]:" not in stderr and "[rank1]:" not in stderr, stderr[-3000:]  # no rank's traceback
+    assert not partials(results)
+    proc = lorat(*args)
+    assert proc.returncode == 0 and "already done" in proc.stdout, proc.stderr
+    assert _result_files(results) == _result_files(reference)
 
 
 def eval_kill9_resume(tiny_model, inputs, tmp_path, mounts):
