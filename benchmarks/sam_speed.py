@@ -137,6 +137,35 @@ def fixture_agreement(precision: str, device) -> dict:
             "worst_mask_pct": max(per_mask), "masks_identical": sum(p == 0 for p in per_mask)}
 
 
+def sam2_rows(args, image, boxes, device) -> list:
+    """SAM 2.1 per size: one frame encode plus a box decode per object (Sam2BoxToMask, fp32)."""
+    try:
+        from sam2.build_sam import build_sam2
+    except ImportError:
+        print("sam2 not installed: no SAM 2.1 rows")
+        return []
+    from lorat_tracker.segmentation import Sam2BoxToMask
+    from lorat_tracker.segmentation.sam2 import Sam2Architecture
+
+    rows = []
+    for size in args.sam2_sizes.split(","):
+        letter = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}[size]
+        torch.manual_seed(0)
+        model = build_sam2(f"configs/sam2.1/sam2.1_hiera_{letter}.yaml", ckpt_path=None, device="cpu")
+        params = sum(p.numel() for p in model.parameters())
+        refiner = Sam2BoxToMask(model, device=device, name=f"SAM 2.1 {size}",
+                                architecture=Sam2Architecture(size, "2.1", 0, 0))
+        call = lambda: refiner(image, boxes, on_failure="box")  # noqa: E731
+        for _ in range(args.warmup):
+            call()
+        t = statistics.median(time_calls(call, 0, 1, device) for _ in range(args.repeats))
+        rows.append({"size": size, "params_millions": round(params / 1e6, 1), "seconds_per_frame": t,
+                     "objects_per_frame": args.objects})
+        print(f"SAM 2.1 {size} ({params / 1e6:.0f} M): {t:.2f} s per frame of {args.objects} object(s)", flush=True)
+        del refiner, model
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--types", default="vit_b,vit_l,vit_h")
@@ -147,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--tracker-variant", default="B-224", help="time LoRATTracker.track of this variant too ('' = no)")
+    ap.add_argument("--sam2-sizes", default="tiny,small,base_plus,large",
+                    help="SAM 2.1 sizes to time through Sam2BoxToMask (random weights of the sam2 package's own "
+                         "configs; '' = none; skipped when sam2 is not installed)")
     ap.add_argument("--fixture", action="store_true", help="also compare low precisions on the segmentify fixture")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -165,7 +197,7 @@ def main(argv=None) -> int:
         t = clock.frame(5)
         out["tracker"] = {"variant": args.tracker_variant, "precision": "fp32", "seconds_per_frame": t}
         print(f"tracker {args.tracker_variant} fp32: {t:.3f} s/frame")
-    for model_type in args.types.split(","):
+    for model_type in [t for t in args.types.split(",") if t]:
         t0 = time.perf_counter()
         sam = random_sam(model_type)
         print(f"{model_type}: built in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -207,6 +239,7 @@ def main(argv=None) -> int:
             print(f"{model_type} {precision}: {t / args.objects:.2f} s per object per frame{extra}", flush=True)
             del refiner, module
         del sam
+    out["sam2"] = sam2_rows(args, image, boxes, device) if args.sam2_sizes else []
     if args.fixture:
         out["fixture_agreement"] = [fixture_agreement(p, device) for p in args.precision.split(",")]
         for row in out["fixture_agreement"]:

@@ -10,6 +10,7 @@ COMPILE_MODES = (False, True, "cudagraph", "inductor")  # LoRATTracker(compile=.
 
 SAM_PRECISIONS = ("fp32", "bf16", "fp16")  # BoxToMask(precision=...), --sam-precision
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")  # Meta's released SAM sizes, --sam-type
+SAM2_SIZES = ("tiny", "small", "base_plus", "large")  # Meta's SAM 2.1 hiera sizes, --sam-type with --masks sam2
 
 TOLERANCE_PX = 1e-3  # lorat selftest: largest box deviation from the official pipeline's outputs
 

@@ -35,10 +35,11 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .constants import BACKEND_NAMES, COMPILE_MODES, NETWORK_PRECISIONS, SAM_MODEL_TYPES, SAM_PRECISIONS, VARIANTS
+from .constants import (BACKEND_NAMES, COMPILE_MODES, NETWORK_PRECISIONS, SAM2_SIZES, SAM_MODEL_TYPES, SAM_PRECISIONS,
+                        VARIANTS)
 from .errors import ConfigError, WeightsNotFoundError
 
-MASK_MODES = ("none", "sam")
+MASK_MODES = ("none", "sam", "sam2")
 COMPILE_CHOICES = ("off", "on", "cudagraph", "inductor")  # LoRATTracker's False, True, "cudagraph", "inductor"
 GROUPS = ("model", "runtime", "masks")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
@@ -184,7 +185,7 @@ def option(default, *, help: str, group: str, metavar: Optional[str] = None, cho
 
 
 def _uses_sam(spec: "TrackerSpec") -> bool:
-    return spec.masks == "sam"
+    return spec.masks in ("sam", "sam2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,18 +227,19 @@ class TrackerSpec:
              "several trackers or jobs share the cores")
     masks: str = option(
         "none", group="masks", choices=MASK_MODES,
-        help="none (default): boxes only; sam: SAM's mask of every box, as the official LoRAT VOTS pipeline")
+        help="none (default): boxes only; sam: SAM's mask of every box, as the official LoRAT VOTS pipeline; "
+             "sam2: SAM 2.1's (Meta's sam2 package, the lorat-tracker[sam2] extra)")
     sam_checkpoint: Optional[str] = option(
         None, group="masks", metavar="FILE", applies=_uses_sam,
         file="download Meta's SAM checkpoint and pass its path",
-        help="Meta's SAM checkpoint for --masks sam: sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or "
-             "sam_vit_b_01ec64.pth (the size is read from the file)")
+        help="Meta's checkpoint: for --masks sam sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth; "
+             "for --masks sam2 sam2.1_hiera_{tiny,small,base_plus,large}.pt (the size is read from the file)")
     sam_type: Optional[str] = option(
-        None, group="masks", choices=SAM_MODEL_TYPES, applies=_uses_sam,
-        help="check that --sam-checkpoint is this SAM size")
+        None, group="masks", choices=SAM_MODEL_TYPES + SAM2_SIZES, applies=_uses_sam,
+        help="check that --sam-checkpoint is this size: vit_b, vit_l, vit_h (sam); tiny, small, base_plus, large (sam2)")
     sam_precision: str = option(
         "fp32", group="masks", choices=SAM_PRECISIONS, applies=_uses_sam,
-        help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA")
+        help="fp32 (default) reproduces the official masks; bf16 / fp16 are faster on CUDA (sam2: fp32 or bf16)")
 
     def __post_init__(self):
         # compile="on" / "off" (the command line's and the variables' words) mean True / False in Python too
@@ -325,14 +327,24 @@ class TrackerSpec:
 
     def _check_masks(self) -> None:
         _check_choice(option_named("masks"), self.masks)
-        if self.masks != "sam":
+        if self.masks not in ("sam", "sam2"):
             given = [name for name in ("sam_checkpoint", "sam_type") if getattr(self, name) is not None]
             if given:
-                raise SpecError(given[0], "{%s} is used only with {masks:sam} - add {masks:sam}" % given[0])
+                raise SpecError(given[0], "{%s} is used only with {masks:sam} - add {masks:sam} (or {masks:sam2})" % given[0])
             return
         if self.sam_checkpoint is None:
-            raise SpecError("sam_checkpoint", "{masks:sam} needs {sam_checkpoint:FILE} (Meta's sam_vit_h_4b8939.pth, "
-                                              "sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth)")
+            files = ("Meta's sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth" if self.masks == "sam"
+                     else "Meta's sam2.1_hiera_tiny.pt, _small, _base_plus or _large")
+            raise SpecError("sam_checkpoint", "{masks:%s} needs {sam_checkpoint:FILE} (%s)" % (self.masks, files))
+        other = {"sam": ("sam2", SAM2_SIZES), "sam2": ("sam", SAM_MODEL_TYPES)}[self.masks]
+        if self.sam_type in other[1]:
+            raise SpecError("sam_type", "{self} is a size of {masks:%s}, not of {masks:%s} - pass %s, or "
+                                        "{masks:%s} for this size" % (other[0], self.masks, ", ".join(
+                                            SAM_MODEL_TYPES if self.masks == "sam" else SAM2_SIZES), other[0]),
+                            self.sam_type)
+        if self.masks == "sam2" and self.sam_precision == "fp16":
+            raise SpecError("sam_precision", "{self}: SAM 2 runs in fp32 or bf16 (Meta's autocast recipe) - use "
+                                             "{sam_precision:bf16} or leave it out", self.sam_precision)
 
     # ------------------------------------------------------------------------------ building
 
@@ -359,12 +371,18 @@ class TrackerSpec:
             torch.set_num_threads(int(self.threads))
 
     def build_refiner(self, device=None):
-        """The SAM ``BoxToMask`` of this spec on ``device``, or None when ``masks`` is "none"."""
-        if self.masks != "sam":
-            return None
-        from .segmentation import BoxToMask
+        """The refiner of this spec on ``device``: SAM's ``BoxToMask`` (``masks="sam"``), SAM 2's
+        ``Sam2BoxToMask`` (``masks="sam2"``), or None when ``masks`` is "none"."""
+        if self.masks == "sam":
+            from .segmentation import BoxToMask
 
-        refiner = BoxToMask.from_pretrained(self.sam_checkpoint, device=device, precision=self.sam_precision)
+            refiner = BoxToMask.from_pretrained(self.sam_checkpoint, device=device, precision=self.sam_precision)
+        elif self.masks == "sam2":
+            from .segmentation import Sam2BoxToMask
+
+            refiner = Sam2BoxToMask.from_pretrained(self.sam_checkpoint, device=device, precision=self.sam_precision)
+        else:
+            return None
         self.check_sam_type(refiner.architecture)
         return refiner
 
@@ -372,9 +390,10 @@ class TrackerSpec:
         """``sam_type``, if given, against the measured architecture of the checkpoint."""
         if self.sam_type is not None and architecture.model_type != self.sam_type:
             other = f" or {{sam_type:{architecture.model_type}}}" if architecture.model_type else ""
+            wanted = f"sam2.1_hiera_{self.sam_type}.pt" if self.masks == "sam2" else f"sam_{self.sam_type}"
             raise SpecError("sam_type", "{sam_checkpoint:%s} is %s, but {self} was given - pass the "
-                            "sam_%s file%s" % (literal(self.sam_checkpoint), literal(architecture.describe()),
-                                               self.sam_type, other), self.sam_type)
+                            "%s file%s" % (literal(self.sam_checkpoint), literal(architecture.describe()),
+                                           wanted, other), self.sam_type)
 
     def boxes_only(self, surface: str) -> "TrackerSpec":
         """The spec, for a surface that returns boxes only (``surface`` names it): masks there would cost

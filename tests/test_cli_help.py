@@ -97,7 +97,7 @@ def test_install_hints_use_one_form():
                 hints.append((path.name, line.strip()))
     assert hints
     for name, line in hints:
-        extras = re.findall(r"pip install \\?[\"']?([^\s\"'\\]+)", line)
+        extras = re.findall(r"pip install (?:--[\w-]+ )*\\?[\"']?([^\s\"'\\]+)", line)
         assert extras and all(re.fullmatch(r"lorat-tracker\[\w+\]|attributee==[\d.]+", e) for e in extras), \
             (name, line)
         assert '.[' not in line and "-e " not in line, (name, line)

@@ -61,9 +61,23 @@ def sam_seconds_per_object(architecture, device_type: str) -> float:
     return max(floor, table["vit_b"] * encoder_weights(architecture) / vit_b)
 
 
+# --masks sam2: SAM 2 encodes the whole frame once, then decodes each object's box. CPU: measured with
+# benchmarks/sam_speed.py (fp32, 2 threads of a 2-core AMD EPYC Zen 4, random weights of the package's
+# configs, a 640x480 frame; measured 2.7, 3.2, 5.5 and 18.2 s a frame): (seconds per frame, per object). CUDA: not measured (no GPU), a
+# generous guess.
+SAM2_SECONDS = {"cpu": {"tiny": (3.0, 0.1), "small": (3.5, 0.1), "base_plus": (6.0, 0.1), "large": (19.0, 0.25)},
+                "cuda": {"tiny": (0.05, 0.01), "small": (0.06, 0.01), "base_plus": (0.1, 0.01),
+                         "large": (0.2, 0.01)}}
+
+
 def default_timeout(masks: str, architecture, device_type: str) -> int:
-    """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam,
-    from the SAM checkpoint's measured ``architecture`` (None: the largest released size)."""
+    """The trackers.ini ``timeout``: 300 s, plus room for SAM on a crowded VOTS frame with --masks sam or
+    sam2, from the checkpoint's measured ``architecture`` (None: the largest released size)."""
+    if masks == "sam2":
+        table = SAM2_SECONDS.get(device_type, SAM2_SECONDS["cpu"])
+        size = getattr(architecture, "size", None)
+        frame, per_object = table.get(size, table["large"])
+        return int(DEFAULT_TIMEOUT_S + 3 * (frame + SAM_TIMEOUT_OBJECTS * per_object))
     if masks != "sam":
         return DEFAULT_TIMEOUT_S
     return int(DEFAULT_TIMEOUT_S + 3 * SAM_TIMEOUT_OBJECTS * sam_seconds_per_object(architecture, device_type))
@@ -269,6 +283,8 @@ def register(workspace, spec=None, weights=None, backbone=None, *, name: Optiona
             label += f" ({spec.precision})"
         if spec.masks == "sam":
             label += f" + SAM {sam_arch.model_type or 'custom'}"
+        elif spec.masks == "sam2":
+            label += f" + SAM {sam_arch.version} {sam_arch.size}"
     entries = {
         "label": label,
         "protocol": "traxpython",
@@ -305,6 +321,8 @@ def _check_masks(spec: TrackerSpec, device, check: bool, log):
     """With ``masks="sam"``: the SAM options against the device and, read from the checkpoint, its
     measured architecture (with ``check``: the whole file validated and built once; without: the
     tensor shapes only). The ``SamArchitecture``, or None without masks."""
+    if spec.masks == "sam2":
+        return _check_sam2(spec, device, check, log)
     if spec.masks != "sam":
         return None
     from lorat_tracker.segmentation import (build_sam_from_state, detect_architecture, import_segment_anything,
@@ -323,6 +341,25 @@ def _check_masks(spec: TrackerSpec, device, check: bool, log):
     spec.check_sam_type(arch)  # known from the tensor shapes: before the slow build
     if check:
         build_sam_from_state(state, arch, str(path))  # every tensor present with its shape
+    del state
+    return arch
+
+
+def _check_sam2(spec: TrackerSpec, device, check: bool, log):
+    """``masks="sam2"``: the package is there, the checkpoint's size read (and with ``check`` the model built
+    from it once). The ``Sam2Architecture``."""
+    from lorat_tracker.segmentation.refiner import _check_precision_device
+    from lorat_tracker.segmentation.sam2 import build_sam2_from_state, import_sam2, read_sam2_checkpoint
+
+    _check_precision_device(spec.sam_precision, device)
+    import_sam2()  # SamNotInstalledError naming the sam2 extra
+    path = Path(spec.sam_checkpoint)
+    if check:
+        log(f"checking the SAM 2 checkpoint {path.name} ...")
+    state, arch = read_sam2_checkpoint(path)
+    spec.check_sam_type(arch)
+    if check:
+        build_sam2_from_state(state, arch, str(path))
     del state
     return arch
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{ENV_PREFIX}<OPTION> environment variable.")
     # The tracker options: left out of the namespace when not given, so the LORAT_VOT_* values stand.
     TrackerSpec.add_arguments(p, suppress_defaults=True, help={
-        "masks": "answers for mask stacks: none = the box as a filled mask (default), sam = SAM's mask "
+        "masks": "answers for mask stacks: none = the box as a filled mask (default), sam = SAM's mask (sam2: SAM 2.1's) "
                  "of the box (the official LoRAT segmentify)"})
     p.add_argument("--multiobject", default=_env("MULTIOBJECT", "1"),
                    help="1: announce multi-object support, all objects in one batch (default); 0: one object "
@@ -323,8 +323,9 @@ def load_tracker(spec: TrackerSpec):
 
 
 def load_refiner(spec: TrackerSpec, device):
-    """SAM for masks="sam", loaded and warmed up before the handshake like the tracker; else None."""
-    if spec.masks != "sam":
+    """SAM for masks="sam" (SAM 2 for "sam2"), loaded and warmed up before the handshake like the tracker;
+    else None."""
+    if spec.masks not in ("sam", "sam2"):
         return None
     start = time.perf_counter()
     refiner = spec.build_refiner(device)
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
         refiner = load_refiner(spec, tracker.device)
         metadata = {"lorat.variant": tracker.cfg.name}
         if refiner is not None:
-            metadata["lorat.masks"] = f"sam-{refiner.model_type or 'custom'}"
+            metadata["lorat.masks"] = f"{spec.masks}-{refiner.model_type or 'custom'}"
         serve(tracker, multiobject=_flag(args.multiobject), name=args.name, metadata=metadata, refiner=refiner)
     except SpecError as e:  # named as the toolkit passes it: a LORAT_VOT_* variable of trackers.ini
         log.error("cannot start: %s (`lorat vot register` writes these into trackers.ini)",

@@ -57,10 +57,10 @@ def add_parser(sub) -> None:
     p.add_argument("--video", metavar="annotated.mp4",
                    help=f"also write the frames with the box and score drawn ({', '.join(VIDEO_CODECS)})")
     TrackerSpec.add_arguments(p, groups=("masks",), help={
-        "masks": "sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline "
-                 "(needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)"})
+        "masks": "sam: turn every box into a mask with SAM, exactly as the official LoRAT VOTS pipeline; sam2: with "
+                 "SAM 2.1 (needs --sam-checkpoint and --mask-dir and/or --video; the box still drives tracking)"})
     p.add_argument("--mask-dir", metavar="DIR",
-                   help="with --masks sam: write one mask per frame, DIR/<frame index, 8 digits>.png, "
+                   help="with --masks sam or sam2: write one mask per frame, DIR/<frame index, 8 digits>.png, "
                         "8-bit gray, 255 = object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -220,12 +220,12 @@ def write_mask_png(mask_dir: str, index: int, mask: np.ndarray) -> str:
 
 def _check_mask_options(args) -> None:
     """The options of this command around the masks (the SAM options themselves: ``TrackerSpec.check``)."""
-    if args.masks != "sam":
+    if args.masks not in ("sam", "sam2"):
         if args.mask_dir:
-            raise UsageError("--mask-dir is used only with --masks sam - add --masks sam")
+            raise UsageError("--mask-dir is used only with --masks sam or sam2 - add --masks sam")
         return
     if not args.mask_dir and not args.video:
-        raise UsageError("--masks sam needs --mask-dir DIR and/or --video FILE: nowhere to put the masks")
+        raise UsageError(f"--masks {args.masks} needs --mask-dir DIR and/or --video FILE: nowhere to put the masks")
     if args.mask_dir and os.path.exists(args.mask_dir) and not os.path.isdir(args.mask_dir):
         raise UsageError(f"--mask-dir {args.mask_dir} is a file: pass a folder")
 
@@ -289,6 +289,10 @@ def run(args) -> int:
         from ..segmentation import import_segment_anything
 
         import_segment_anything()  # not installed: say so before reading the video
+    elif args.masks == "sam2":
+        from ..segmentation.sam2 import import_sam2
+
+        import_sam2()
 
     source = open_source(args.source)
     try:

@@ -22,7 +22,8 @@ on top of it because no library does this crop / warp pair; the SAM modules are 
 
 Laid out like segment-anything: ``checkpoint`` (reading and checking Meta's files, the encoder
 size, building ``Sam``), ``geometry`` (crop, box prompt, mask warp, box mask) and ``refiner``
-(``BoxToMask`` and its ``MaskResult``). The names below are the package's public surface.
+(``BoxToMask`` and its ``MaskResult``); ``sam2`` holds ``Sam2BoxToMask``, the same interface on Meta's
+SAM 2 / 2.1 ``SAM2ImagePredictor`` (``--masks sam2``). The names below are the package's public surface.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ from .checkpoint import (CHECKPOINT_NAMES, INSTALL_HINT, MODEL_TYPES, SamArchite
 from .geometry import (AREA_FACTOR, MASK_THRESHOLD, SAM_INPUT_SIZE, SAM_LOWRES_SIZE, box_mask, sam_box_prompt,
                        segmentify_crop_params, warp_mask_to_frame)
 from .refiner import ON_FAILURE, PRECISIONS, BoxToMask, MaskResult, SegmentationError, mask_results
+from .sam2 import SIZES as SAM2_SIZES, Sam2Architecture, Sam2BoxToMask
 
-__all__ = ["BoxToMask", "MaskResult", "mask_results", "SamArchitecture", "SamCheckpointError",
+__all__ = ["BoxToMask", "Sam2BoxToMask", "Sam2Architecture", "SAM2_SIZES", "MaskResult", "mask_results", "SamArchitecture", "SamCheckpointError",
            "SamCheckpointNotFoundError", "SamNotInstalledError", "SegmentationError", "CHECKPOINT_NAMES",
            "INSTALL_HINT", "MODEL_TYPES", "PRECISIONS", "ON_FAILURE", "AREA_FACTOR", "MASK_THRESHOLD",
            "SAM_INPUT_SIZE", "SAM_LOWRES_SIZE", "box_mask", "build_sam_from_state", "detect_architecture",

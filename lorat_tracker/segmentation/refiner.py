@@ -60,55 +60,13 @@ def _check_precision_device(precision: str, device: torch.device) -> None:
     check_precision(precision, device, "sam")
 
 
-class BoxToMask:
-    """SAM turning boxes into masks exactly as the official LoRAT pipeline (see the module doc).
+class _BoxRefiner:
+    """What every box-to-mask refiner shares (``BoxToMask``: SAM v1, ``Sam2BoxToMask``: SAM 2): the
+    caller-facing ``__call__`` / ``refine`` and the fallbacks. A subclass sets ``device`` and
+    ``last_failures`` and gives ``_masks(image, boxes_xyxy) -> List[MaskResult]``."""
 
-    ``precision``: "fp32" is the official "official" path and reproduces its masks; "bf16" / "fp16"
-    run the image encoder and mask decoder in that dtype (the idea of the official "fast" path,
-    meant for CUDA; the crop, box maths and warp stay float32). The modules of ``sam`` are cast in
-    place for bf16 / fp16.
-    """
-
-    def __init__(self, sam: torch.nn.Module, device=None, precision: str = "fp32", name: str = "SAM"):
-        self.device = _precision_device(precision, device)
-        self.precision = precision
-        self.dtype = DTYPES[precision]
-        self.name = name
-        self.architecture = detect_architecture(sam.state_dict(), name)
-        self.sam = sam.to(self.device).eval()
-        if self.dtype != torch.float32:
-            # The prompt encoder stays float32 (its Fourier features would lose the box); its outputs are cast.
-            self.sam.image_encoder.to(self.dtype)
-            self.sam.mask_decoder.to(self.dtype)
-        self.last_failures: List[Tuple[int, str]] = []  # (box index, reason) of the last __call__
-
-    @classmethod
-    def from_pretrained(cls, checkpoint, model_type: Optional[str] = None, device=None,
-                        precision: str = "fp32") -> "BoxToMask":
-        """Load Meta's ``sam_vit_{b,l,h}_*.pth``; the size is read from the file.
-
-        ``model_type`` ("vit_b", "vit_l", "vit_h"), if given, must match the file, else
-        ``SamCheckpointError``. Everything is checked before anything is built.
-        """
-        asked = _normalize_model_type(model_type)
-        dev = _precision_device(precision, device)
-        import_segment_anything()  # a missing package is reported before the (slow) read
-        state, arch = read_sam_checkpoint(checkpoint)
-        if asked is not None and arch.model_type != asked:
-            raise SamCheckpointError(f"SAM checkpoint {os.fspath(checkpoint)} is {arch.describe()}, but "
-                                     f"{asked} was asked - pass the {CHECKPOINT_NAMES[asked]} file, or ask for "
-                                     f"{arch.model_type or 'no particular type'}")
-        sam = build_sam_from_state(state, arch, os.fspath(checkpoint))
-        del state
-        name = f"SAM {arch.model_type or 'custom'} ({os.path.basename(os.fspath(checkpoint))})"
-        return cls(sam, device=dev, precision=precision, name=name)
-
-    @property
-    def model_type(self) -> Optional[str]:
-        """"vit_b", "vit_l", "vit_h", or None for another SAM size (such as the tests' tiny one)."""
-        return self.architecture.model_type
-
-    # ---------------------------------------------------------------------------------------- use
+    device: torch.device
+    last_failures: List[Tuple[int, str]]
 
     def __call__(self, image, boxes, box_format: str = "xywh", on_failure: str = "raise") -> List[np.ndarray]:
         """One bool (H, W) mask per box, all boxes of ``image`` through one image-encoder forward.
@@ -170,6 +128,60 @@ class BoxToMask:
     def _release_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def _masks(self, image: np.ndarray, xyxy: np.ndarray) -> List[MaskResult]:
+        raise NotImplementedError
+
+
+class BoxToMask(_BoxRefiner):
+    """SAM turning boxes into masks exactly as the official LoRAT pipeline (see the module doc).
+
+    ``precision``: "fp32" is the official "official" path and reproduces its masks; "bf16" / "fp16"
+    run the image encoder and mask decoder in that dtype (the idea of the official "fast" path,
+    meant for CUDA; the crop, box maths and warp stay float32). The modules of ``sam`` are cast in
+    place for bf16 / fp16.
+    """
+
+    def __init__(self, sam: torch.nn.Module, device=None, precision: str = "fp32", name: str = "SAM"):
+        self.device = _precision_device(precision, device)
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.name = name
+        self.architecture = detect_architecture(sam.state_dict(), name)
+        self.sam = sam.to(self.device).eval()
+        if self.dtype != torch.float32:
+            # The prompt encoder stays float32 (its Fourier features would lose the box); its outputs are cast.
+            self.sam.image_encoder.to(self.dtype)
+            self.sam.mask_decoder.to(self.dtype)
+        self.last_failures: List[Tuple[int, str]] = []  # (box index, reason) of the last __call__
+
+    @classmethod
+    def from_pretrained(cls, checkpoint, model_type: Optional[str] = None, device=None,
+                        precision: str = "fp32") -> "BoxToMask":
+        """Load Meta's ``sam_vit_{b,l,h}_*.pth``; the size is read from the file.
+
+        ``model_type`` ("vit_b", "vit_l", "vit_h"), if given, must match the file, else
+        ``SamCheckpointError``. Everything is checked before anything is built.
+        """
+        asked = _normalize_model_type(model_type)
+        dev = _precision_device(precision, device)
+        import_segment_anything()  # a missing package is reported before the (slow) read
+        state, arch = read_sam_checkpoint(checkpoint)
+        if asked is not None and arch.model_type != asked:
+            raise SamCheckpointError(f"SAM checkpoint {os.fspath(checkpoint)} is {arch.describe()}, but "
+                                     f"{asked} was asked - pass the {CHECKPOINT_NAMES[asked]} file, or ask for "
+                                     f"{arch.model_type or 'no particular type'}")
+        sam = build_sam_from_state(state, arch, os.fspath(checkpoint))
+        del state
+        name = f"SAM {arch.model_type or 'custom'} ({os.path.basename(os.fspath(checkpoint))})"
+        return cls(sam, device=dev, precision=precision, name=name)
+
+    @property
+    def model_type(self) -> Optional[str]:
+        """"vit_b", "vit_l", "vit_h", or None for another SAM size (such as the tests' tiny one)."""
+        return self.architecture.model_type
+
+    # ---------------------------------------------------------------------------------------- use
 
     def prepare(self, image: np.ndarray, boxes_xyxy: np.ndarray):
         """Crops (N, 3, 1024, 1024) float32 0..255, their effective params and the SAM box prompts (N, 4)."""
