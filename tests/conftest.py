@@ -59,7 +59,8 @@ def tiny_model() -> TinyModel:
 # The modules holding the longest tests (a minute or more each on 2 cores) are collected first: pytest-xdist
 # hands out ungrouped tests in collection order, and a three-minute test handed out last runs alone at
 # the end while the other worker idles. A stable sort: the order inside each module is kept.
-LONG_MODULES_FIRST = ("test_train_e2e.py", "test_docs.py", "test_vot_sam.py", "test_faults.py", "test_vot.py")
+LONG_MODULES_FIRST = ("test_train_e2e.py", "test_docs.py", "test_vot_sam.py", "test_sam2.py", "test_faults.py",
+                      "test_vot.py")
 
 
 def pytest_collection_modifyitems(config, items):

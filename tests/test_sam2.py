@@ -193,7 +193,7 @@ def test_vots_stack_gets_sam2_masks_through_plain_vot_evaluate(tmp_path, tiny_mo
     from lorat_tracker.integrations.vot.workspace import create_workspace
 
     name_id = "LoRAT_tiny_SAM2"
-    seqs = write_vots_masks(tmp_path / "src", count=1, frames=3, objects=2)
+    seqs = write_vots_masks(tmp_path / "src", count=1, frames=2, objects=2)
     ws = create_workspace(tmp_path / "ws", "tests/multiobject", sequences=tmp_path / "src", log=lambda *_: None)
     out = ok(lorat("vot", "register", "--workspace", ws, *tiny_model.cli_args(), "--name", name_id, "--device", "cpu",
                    "--masks", "sam2", "--sam-checkpoint", sam2_file))
