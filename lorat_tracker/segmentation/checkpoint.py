@@ -132,24 +132,30 @@ def read_sam_checkpoint(path) -> Tuple[Dict[str, torch.Tensor], SamArchitecture]
     return state, arch
 
 
+def check_state_matches(state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], source: str,
+                        described: str, otherwise: str) -> None:
+    """``state`` holds exactly the tensors of ``expected`` (a built model's state dict), each of its shape,
+    or SamCheckpointError naming the first difference (``otherwise``: what else the file may be)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = (f"lacks {len(missing)} tensors ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+                if missing else f"has unexpected tensors ({', '.join(unexpected[:3])})")
+        raise SamCheckpointError(f"{source} {what} of {described} - the file is incomplete or {otherwise}; "
+                                 "download it again")
+    for k, ref in expected.items():
+        if tuple(state[k].shape) != tuple(ref.shape):
+            raise SamCheckpointError(f"{source}: tensor {k} has shape {tuple(state[k].shape)}, {described} "
+                                     f"expects {tuple(ref.shape)} - the file is corrupt")
+
+
 def build_sam_from_state(state: Dict[str, torch.Tensor], arch: SamArchitecture, source: str) -> torch.nn.Module:
     """Meta's ``Sam`` module of ``arch`` holding exactly ``state`` (float32, CPU), or SamCheckpointError."""
     build_sam = import_segment_anything()
     with torch.device("meta"):  # no random init of hundreds of millions of weights that are replaced anyway
         sam = build_sam._build_sam(arch.embed_dim, arch.depth, arch.num_heads, list(arch.global_attn_indexes),
                                    checkpoint=None)
-    expected = sam.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        what = (f"lacks {len(missing)} tensors ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
-                if missing else f"has unexpected tensors ({', '.join(unexpected[:3])})")
-        raise SamCheckpointError(f"{source} {what} of {arch.describe()} - the file is incomplete or not from "
-                                 "segment-anything; download it again")
-    for k, ref in expected.items():
-        if tuple(state[k].shape) != tuple(ref.shape):
-            raise SamCheckpointError(f"{source}: tensor {k} has shape {tuple(state[k].shape)}, {arch.describe()} "
-                                     f"expects {tuple(ref.shape)} - the file is corrupt")
+    check_state_matches(state, sam.state_dict(), source, arch.describe(), "not from segment-anything")
     sam.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in state.items()}, strict=True, assign=True)
     # pixel_mean / pixel_std are not in the state dict: built on the CPU with the module (see _build_sam).
     leftovers = [n for n, t in list(sam.named_parameters()) + list(sam.named_buffers()) if t.is_meta]

@@ -37,7 +37,7 @@ import torch
 from ..constants import SAM2_SIZES
 from ..errors import ConfigError, WeightsError
 from ..runtime import DTYPES
-from .checkpoint import SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError
+from .checkpoint import SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError, check_state_matches
 from .geometry import box_mask
 from .refiner import MaskResult, _BoxRefiner, _precision_device
 
@@ -143,17 +143,7 @@ def build_sam2_from_state(state: Dict[str, torch.Tensor], arch: Sam2Architecture
     build_sam2, _ = import_sam2()
     model = build_sam2(arch.config, ckpt_path=None, device="cpu", mode="eval")
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        what = (f"lacks {len(missing)} tensors ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
-                if missing else f"has unexpected tensors ({', '.join(unexpected[:3])})")
-        raise SamCheckpointError(f"{source} {what} of {arch.describe()} - the file is incomplete or edited; "
-                                 "download it again")
-    for k, ref in expected.items():
-        if tuple(state[k].shape) != tuple(ref.shape):
-            raise SamCheckpointError(f"{source}: tensor {k} has shape {tuple(state[k].shape)}, {arch.describe()} "
-                                     f"expects {tuple(ref.shape)} - the file is corrupt")
+    check_state_matches(state, expected, source, arch.describe(), "edited")
     model.load_state_dict({k: v.to(ref.dtype) for k, v in state.items() for ref in [expected[k]]}, strict=True)
     return model.eval()
 
