@@ -23,7 +23,7 @@ import os
 import socket
 import tempfile
 import threading
-from typing import IO, Iterator
+from typing import IO, Iterator, Optional
 
 from .errors import OutputError
 
@@ -166,19 +166,31 @@ def interrupts_deferred() -> Iterator[None]:
                 os.kill(os.getpid(), signal.SIGINT)
 
 
-def new_partial(path, suffix: str = "") -> str:
-    """A new empty temporary file next to ``path`` (its folder made if needed) for ``commit_partial``."""
+def new_partial(path, suffix: str = "", created: Optional[list] = None) -> str:
+    """A new empty temporary file next to ``path`` (its folder made if needed) for ``commit_partial``.
+
+    A Ctrl-C that came while the file was made is delivered once it exists; the file is then removed
+    before the KeyboardInterrupt leaves, so no caller is left without the name of a file that exists.
+    ``created``, if given, gets the name appended the moment the file exists (for a caller that must
+    clean up even if the signal lands between this function's return and its own next step)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
         remove_stale_partials(path)
-        with interrupts_deferred():  # the caller always learns the name of a file that exists
+        with interrupts_deferred():  # the deferred Ctrl-C is raised here, on leaving the block
             fd, tmp = tempfile.mkstemp(prefix=f"{_partial_prefix(path)}{_owner()}.", suffix=".partial" + suffix,
                                        dir=folder)
             os.close(fd)
+            if created is not None:
+                created.append(tmp)
     except OSError as e:
         raise output_error(path, e) from None
+    except BaseException:
+        if tmp is not None:
+            discard_partial(tmp)
+        raise
     return tmp
 
 
@@ -217,12 +229,16 @@ def atomic_path(path, suffix: str = "") -> Iterator[str]:
     permissions) becomes ``OutputError`` naming ``path``.
     """
     path = os.fspath(path)
-    tmp = new_partial(path, suffix)
+    created: list = []
     try:
+        tmp = new_partial(path, suffix, created)
         yield tmp
     except BaseException as e:  # Ctrl-C included: the temporary file goes, the target stays as it was
-        discard_partial(tmp)
-        fault = _write_fault_of(e, tmp, path)
+        for made in created:
+            discard_partial(made)
+        if not created:
+            raise
+        fault = _write_fault_of(e, created[0], path)
         if fault is not None:
             raise output_error(path, fault) from None
         raise

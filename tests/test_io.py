@@ -52,6 +52,28 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert target.read_text() == "finished earlier\n" and os.listdir(tmp_path) == ["results.txt"]
 
 
+def test_ctrl_c_while_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
+    """The race `lorat demo-data` lost under the fault matrix: a SIGINT that lands inside mkstemp is held
+    until the file exists and then raised, which used to leave the new file behind unnamed."""
+    import signal
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_ctrl_c(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives now, is held back by interrupts_deferred
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_ctrl_c)
+    target = tmp_path / "frame.jpg"
+    target.write_bytes(b"earlier")
+    for write in (lambda: atomic_open(target, "wb").__enter__(), lambda: atomic_path(target).__enter__()):
+        with pytest.raises(KeyboardInterrupt):
+            write()
+        assert os.listdir(tmp_path) == ["frame.jpg"] and target.read_bytes() == b"earlier"
+
+
 @pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o002, 0o664)])
 def test_export_and_result_files_honour_the_umask(tmp_path, mask, expected):
     """The writers users meet: a merged export, a benchmark result/time file, a VOT trackers.ini."""
