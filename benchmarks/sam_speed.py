@@ -162,7 +162,7 @@ def sam2_rows(args, image, boxes, device) -> list:
         rows.append({"size": size, "params_millions": round(params / 1e6, 1), "seconds_per_frame": t,
                      "objects_per_frame": args.objects})
         print(f"SAM 2.1 {size} ({params / 1e6:.0f} M): {t:.2f} s per frame of {args.objects} object(s)", flush=True)
-        del refiner, model
+        refiner = model = None  # freed before the next size is built
     return rows
 
 
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
             if ratios:
                 extra += f", {row['object_time_over_tracker_frame']:.1f}x a {args.tracker_variant} tracker frame"
             print(f"{model_type} {precision}: {t / args.objects:.2f} s per object per frame{extra}", flush=True)
-            del refiner, module
+            refiner = module = None
         del sam
     out["sam2"] = sam2_rows(args, image, boxes, device) if args.sam2_sizes else []
     if args.fixture:

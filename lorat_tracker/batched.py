@@ -143,7 +143,7 @@ def lockstep_schedule(lengths: Sequence[int], batch_size: int) -> Iterator[Step]
         if not starts and not advances:
             return
         yield starts, advances
-        for s, j, t in advances:
+        for s, j, _ in advances:
             slots[s][1] += 1
             if slots[s][1] >= lengths[j]:
                 slots[s] = None

@@ -600,7 +600,8 @@ def _coco(root: str, split: str) -> List[Sequence]:
             except (KeyError, TypeError, ValueError) as e:
                 raise AnnotationError(f"{ann_file}: annotation {ann.get('id')} of image {image_id} has no "
                                       f"x,y,w,h 'bbox' ({e})") from e
-            track = clean_track(ann_file, box, size, where=lambda n, a=ann.get("id"):
+            ann_id = ann.get("id")
+            track = clean_track(ann_file, box, size, where=lambda n, a=ann_id:
                                 f"{ann_file}: annotation {a} (image {image_id})")
             if track.valid.any():
                 tracks.append(track)

@@ -8,7 +8,6 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .constants import TOLERANCE_PX
 from .images import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"

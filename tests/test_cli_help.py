@@ -85,7 +85,7 @@ def test_public_names_still_import():
     assert set(lorat_tracker.__all__) <= set(dir(lorat_tracker))
     assert LoRATTracker.__module__ == "lorat_tracker.tracker"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        lorat_tracker.nope
+        _ = lorat_tracker.nope
 
 
 def test_install_hints_use_one_form():

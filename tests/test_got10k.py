@@ -310,7 +310,7 @@ def test_normalized_center_error_by_hand():
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "seq.txt"
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):  # numpy cannot format strings as %.3f
         atomic_savetxt(str(target), np.array([["not", "numbers"]], dtype=object), fmt="%.3f", delimiter=",")
     assert list(tmp_path.iterdir()) == []
     atomic_savetxt(str(target), np.ones((2, 4)), fmt="%.3f", delimiter=",")

@@ -95,13 +95,15 @@ def test_export_and_result_files_honour_the_umask(tmp_path, mask, expected):
 
 
 def test_every_temporary_file_goes_through_the_one_helper():
-    """mkstemp / NamedTemporaryFile / hand-made '.tmp' renames appear only in lorat_tracker/io.py."""
+    """No hand-made '.tmp' / '.partial' names outside lorat_tracker/io.py. The calls themselves
+    (mkstemp, NamedTemporaryFile, os.replace, os.rename) are banned by ruff's TID251 (pyproject.toml),
+    which CI runs; a string literal is beyond a linter, so it is checked here."""
     offenders = []
     for path in sorted((REPO / "lorat_tracker").rglob("*.py")):
         if path.name == "io.py" and path.parent.name == "lorat_tracker":
             continue
         text = path.read_text()
-        for pattern in (r"\bmkstemp\(", r"NamedTemporaryFile\(", r"os\.replace\(", r"\.tmp[\"']", r"\.partial[\"']"):
+        for pattern in (r"\.tmp[\"']", r"\.partial[\"']"):
             if re.search(pattern, text):
                 offenders.append(f"{path.relative_to(REPO)}: {pattern}")
     assert not offenders, offenders

@@ -195,8 +195,8 @@ def test_vots_stack_gets_sam2_masks_through_plain_vot_evaluate(tmp_path, tiny_mo
     name_id = "LoRAT_tiny_SAM2"
     seqs = write_vots_masks(tmp_path / "src", count=1, frames=2, objects=2)
     ws = create_workspace(tmp_path / "ws", "tests/multiobject", sequences=tmp_path / "src", log=lambda *_: None)
-    out = ok(lorat("vot", "register", "--workspace", ws, *tiny_model.cli_args(), "--name", name_id, "--device", "cpu",
-                   "--masks", "sam2", "--sam-checkpoint", sam2_file))
+    ok(lorat("vot", "register", "--workspace", ws, *tiny_model.cli_args(), "--name", name_id, "--device", "cpu",
+             "--masks", "sam2", "--sam-checkpoint", sam2_file))
     ini = (ws / "trackers.ini").read_text()
     assert "label = LoRAT tiny-mlp-224 + SAM 2.1 tiny" in ini and "timeout = 315" in ini  # 300 + 3 * (3.0 s a frame + 20 objects * 0.1 s), (out, ini)
     ok(vot("evaluate", "--workspace", ws, name_id))

@@ -20,7 +20,7 @@ from lorat_tracker.boxes import rasterize
 from lorat_tracker.errors import ConfigError, LoRATError, WeightsError
 from lorat_tracker.selftest import DATA_DIR
 from lorat_tracker.training import (LoRATCriterion, TrainStep, build_optimizer, build_scheduler,
-                                    build_training_model, param_groups, reduce_num_pos, save_lorat_bin)
+                                    build_training_model, reduce_num_pos, save_lorat_bin)
 from lorat_tracker.training.model import LinearWithLoRA, subset_drop_residual
 
 STEP_DIR = FIXTURES / "training-step"

@@ -233,9 +233,9 @@ def test_sam_seconds_scale_with_the_encoder_size():
     from lorat_tracker.integrations.vot.registration import SAM_SECONDS_PER_OBJECT, sam_seconds_per_object
     from lorat_tracker.segmentation import MODEL_TYPES, SamArchitecture
 
-    for kind, spec in MODEL_TYPES.items():  # the released sizes: their measured times
+    for size, spec in MODEL_TYPES.items():  # the released sizes: their measured times
         for device in ("cpu", "cuda"):
-            assert sam_seconds_per_object(SamArchitecture(*spec), device) == SAM_SECONDS_PER_OBJECT[device][kind]
+            assert sam_seconds_per_object(SamArchitecture(*spec), device) == SAM_SECONDS_PER_OBJECT[device][size]
     # a custom SAM twice ViT-B's depth at its width: twice ViT-B's weights, twice its time
     assert sam_seconds_per_object(SamArchitecture(768, 24, 12, (5, 11, 17, 23)), "cpu") == pytest.approx(140.0)
     assert sam_seconds_per_object(SamArchitecture(64, 2, 2, (1,)), "cuda") == 0.05  # the floor

@@ -263,12 +263,12 @@ def _check_nfs_annotation(path: str) -> None:
         if not fields and n == len(lines):
             continue
         try:
-            l, t, r, b = (float(v) for v in fields[1:5])
+            left, t, r, b = (float(v) for v in fields[1:5])
         except ValueError:
-            l = None
-        if l is None or len(fields) < 5:
+            left = None
+        if left is None or len(fields) < 5:
             raise AnnotationError(f"{path}, line {n}: {line[:60]!r} is not '<id> <left> <top> <right> <bottom> ...'")
-        if n == 1 and not (np.isfinite([l, t, r, b]).all() and r > l and b > t):
+        if n == 1 and not (np.isfinite([left, t, r, b]).all() and r > left and b > t):
             raise AnnotationError(f"{path}, line 1: the first box ({line[:60]!r}) is not finite or has no area - "
                                   "tracking starts from it")
 

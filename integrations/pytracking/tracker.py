@@ -194,7 +194,7 @@ def params_from_env(variant, weights: Optional[str], environ=None) -> TrackerPar
     except ConfigError as e:  # SpecError included
         message = e.render(spelling) if isinstance(e, SpecError) else str(e)
         if multiprocessing.parent_process() is not None:
-            raise e.spelled(spelling) if isinstance(e, SpecError) else e
+            raise (e.spelled(spelling) if isinstance(e, SpecError) else e) from None
         raise PytrackingSetupError(message, e) from None
     return lorat_params(spec=spec)
 

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     seen = set()
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         if module in seen:
             continue
         try:

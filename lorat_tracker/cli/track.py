@@ -13,7 +13,10 @@ import re
 import sys
 import time
 import warnings
-from typing import List
+from typing import TYPE_CHECKING, List
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `lorat track --help` stays light
+    import numpy as np
 
 from ..io import check_writable, same_file
 from ..spec import TrackerSpec
