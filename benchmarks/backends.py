@@ -17,7 +17,6 @@ nothing about accuracy on real data.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -39,6 +38,8 @@ from lorat_tracker.backends import import_runtime, load_network  # noqa: E402
 from lorat_tracker.backends.onnx_file import export_onnx  # noqa: E402
 from lorat_tracker.errors import BackendError, LoRATError  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py, beside this script)
 
 
 def candidate_configs(device: torch.device):
@@ -170,29 +171,17 @@ def network_agreement(trackers, frames, boxes):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="B-224", help="comma list, e.g. B-224,L-224")
-    ap.add_argument("--weights", help="real LoRAT weights (default: random weights, fine for speed)")
-    ap.add_argument("--backbone", help="DINOv2 backbone file, with --weights")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", default="1", help="comma list, e.g. 1,4")
+    ap = common.parser(__doc__, "variant", "weights", "backbone", "device", "batch_size", "warmup", "threads", "seed",
+                       "iou_frames", "json_out", "progress")
     ap.add_argument("--rounds", type=int, default=7, help="timed interleaved rounds")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, help="torch.set_num_threads; every runtime gets the same")
-    ap.add_argument("--iou-frames", type=int, default=12, help="synthetic frames for the agreement (0: skip)")
     ap.add_argument("--int8-frames", type=int, default=16,
                     help="OpenVINO int8: NNCF calibration frames, from synthetic sequences not used for "
                          "timing or agreement (0: skip int8)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", dest="json_out", help="write the results here")
     ap.add_argument("--markdown", help="write the table here (e.g. docs/backends.md)")
     ap.add_argument("--note", default="", help="a line for the markdown report (e.g. who else used the machine)")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    batches = [int(b) for b in args.batch_size.split(",")]
+    device = common.apply_runtime(args)
+    batches = common.comma_list(args.batch_size, int)
     load_before = os.getloadavg()
     report = {"machine": machine_info(device), "load_before": load_before, "rounds": args.rounds,
               "weights": args.weights or "random", "device": str(device), "variants": [],

@@ -12,7 +12,6 @@ summation order moves boxes by ~1e-5 px. It exits 1 only beyond ``BATCH_TOLERANC
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lorat_tracker.batched import (BATCH_TOLERANCE_PX, SequenceJob, blas_rows_match_batch_one,  # noqa: E402
                                    run_batched, track_sequential)
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
+import common  # noqa: E402
 from speed import build_model, render_sequence  # noqa: E402
 
 
@@ -50,24 +50,14 @@ def make_jobs(root: Path, count: int, frames: int, seed: int):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="B-224")
-    ap.add_argument("--weights")
-    ap.add_argument("--backbone")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--batch-size", default="8", help="comma list")
+    ap = common.parser(__doc__, "variant", "weights", "backbone", "device", "precision", "batch_size", "threads",
+                       "repeats", "seed", "json_out", batch_size="8")
     ap.add_argument("--sequences", type=int, default=8)
     ap.add_argument("--frames", type=int, default=12, help="frames of the longest sequence")
-    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--prefetch", type=int, help="frames decoded ahead (default 2 x batch; 0: no thread)")
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    batches = [int(b) for b in args.batch_size.split(",")]
+    common.apply_runtime(args)
+    batches = common.comma_list(args.batch_size, int)
     tracker = LoRATTracker(build_model(args), device=args.device, precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         jobs = make_jobs(Path(tmp), args.sequences, args.frames, args.seed)

@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lorat_tracker.segmentation import MODEL_TYPES, BoxToMask, import_segment_anything  # noqa: E402
 
+import common  # noqa: E402  (benchmarks/common.py, beside this script)
+
 
 def random_sam(model_type: str, seed: int = 0) -> torch.nn.Module:
     """Meta's SAM module of ``model_type`` with random weights (speed does not depend on the values).
@@ -167,24 +169,17 @@ def sam2_rows(args, image, boxes, device) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.parser(__doc__, "precision", "device", "warmup", "repeats", "threads", "json_out", precision="fp32,bf16",
+                       warmup=1)
     ap.add_argument("--types", default="vit_b,vit_l,vit_h")
-    ap.add_argument("--precision", default="fp32,bf16")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--objects", type=int, default=1, help="objects per frame (one batched encoder forward)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--tracker-variant", default="B-224", help="time LoRATTracker.track of this variant too ('' = no)")
     ap.add_argument("--sam2-sizes", default="tiny,small,base_plus,large",
                     help="SAM 2.1 sizes to time through Sam2BoxToMask (random weights of the sam2 package's own "
                          "configs; '' = none; skipped when sam2 is not installed)")
     ap.add_argument("--fixture", action="store_true", help="also compare low precisions on the segmentify fixture")
-    ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = common.apply_runtime(args)
     image, boxes = scene(args.objects)
     out = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
@@ -247,9 +242,9 @@ def main(argv=None) -> int:
                   f"{row['differing_pct_of_on_pixels']:.3f} % of mask pixels differ, worst mask "
                   f"{row['worst_mask_pct']:.2f} %, {row['masks_identical']} identical")
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 

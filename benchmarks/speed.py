@@ -15,7 +15,6 @@ so these IoUs are a pessimistic stand-in for trained weights.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -35,6 +34,8 @@ from lorat_tracker.config import load_config  # noqa: E402
 from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box  # noqa: E402
 from lorat_tracker.model import LoRATModel  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py, beside this script)
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -261,30 +262,14 @@ def summarize(cfg: Config) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="B-224")
-    ap.add_argument("--weights", help="real LoRAT weights (default: random weights, fine for speed)")
-    ap.add_argument("--backbone", help="DINOv2 backbone file, with --weights")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32,bf16", help="comma list of fp32/bf16/fp16/auto")
-    ap.add_argument("--batch-size", default="1", help="comma list, e.g. 1,8")
+    ap = common.parser(__doc__, "variant", "weights", "backbone", "device", "precision", "batch_size", "warmup",
+                       "threads", "compile", "iou_frames", "seed", "json_out", "progress", precision="fp32,bf16",
+                       warmup=3, iou_frames=24)
     ap.add_argument("--frames", type=int, default=30, help="timed rounds per configuration")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
-    ap.add_argument("--compile", default="off", choices=["off", "cudagraph", "inductor"],
-                    help="opt-in CUDA graph / torch.compile path (CUDA only)")
-    ap.add_argument("--iou-frames", type=int, default=24,
-                    help="synthetic frames for the low-precision vs fp32 box agreement (0: skip)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", dest="json_out", help="write the results here")
-    ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars on stderr")
     args = ap.parse_args(argv)
-    args.compile = False if args.compile == "off" else args.compile
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    batches = [int(b) for b in args.batch_size.split(",")]
+    device = common.apply_runtime(args)
+    precisions = common.comma_list(args.precision)
+    batches = common.comma_list(args.batch_size, int)
 
     print(f"building {args.variant} ({args.weights or 'random weights'}) ...", file=sys.stderr, flush=True)
     model = build_model(args)

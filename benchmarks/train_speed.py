@@ -20,7 +20,6 @@ interleaved, round by round, so load from other processes hits both alike.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lorat_tracker.config import load_config  # noqa: E402
+import common  # noqa: E402
 from speed import render_sequence  # noqa: E402
 
 TIMM_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2", 1024: "vit_large_patch14_dinov2",
@@ -90,18 +90,11 @@ def data_speed(dataset, pairs: int) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="B-224")
-    ap.add_argument("--backbone", help="a DINOv2 backbone file (default: random weights of the variant's size)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", help="comma list of fp32, fp16, bf16")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap = common.parser(__doc__, "variant", "backbone", "device", "precision", "batch_size", "warmup", "threads",
+                       "json_out", batch_size="8", warmup=1)
     ap.add_argument("--iterations", type=int, default=3, help="timed rounds (each: one step and one bare pass)")
-    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--grad-checkpointing", action="store_true")
     ap.add_argument("--data-pairs", type=int, default=64, help="pairs timed for the data worker (0: skip)")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--json", help="write the numbers to this file too")
     args = ap.parse_args(argv)
 
     from lorat_tracker.datasets import read_source
@@ -110,9 +103,8 @@ def main(argv=None) -> int:
     from lorat_tracker.training.model import build_training_model
     from lorat_tracker.training.optim import TrainStep, build_optimizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args.batch_size = int(args.batch_size)
+    device = common.apply_runtime(args)
     cfg = load_config(args.variant)
     results = {"variant": cfg.name, "device": str(device), "batch_size": args.batch_size,
                "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
@@ -172,8 +164,8 @@ def main(argv=None) -> int:
             print(f"{cfg.name} {precision} batch {args.batch_size}: step {run['step_pairs_per_s']:.2f} pairs/s "
                   f"({step_s * 1000:.0f} ms), bare forward+backward {run['bare_pairs_per_s']:.2f} pairs/s "
                   f"({bare_s * 1000:.0f} ms), step/bare {run['step_over_bare']:.3f}, {mem}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

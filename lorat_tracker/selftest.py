@@ -8,6 +8,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .constants import TOLERANCE_PX  # noqa: F401  (re-exported: the selftest's standard, see below)
 from .images import read_rgb
 
 DATA_DIR = Path(__file__).resolve().parent / "selftest_data"

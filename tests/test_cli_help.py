@@ -30,7 +30,7 @@ print(json.dumps({"answers": answers, "heavy": heavy}))
 """
 
 HELP = [["--help"], ["track", "--help"], ["eval", "--help"], ["export", "--help"], ["info", "--help"],
-        ["selftest", "--help"], ["demo-data", "--help"], ["vot", "--help"], ["vot", "register", "--help"], ["vot", "workspace", "--help"]]
+        ["selftest", "--help"], ["train", "--help"], ["demo-data", "--help"], ["vot", "--help"], ["vot", "register", "--help"], ["vot", "workspace", "--help"]]
 MISTAKES = [[], ["track"], ["track", "clip.mp4", "--box", "1,2,3,4"], ["eval", "nope"],
             ["track", "clip.mp4", "--box", "1,2,3,4", "--weights", "w.bin", "--precision", "fp8"],
             ["vot", "register", "--workspace", "ws"], ["demo-data", "demo"]]

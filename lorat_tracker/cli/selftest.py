@@ -10,27 +10,37 @@ in the pipeline moves them by far more than the tolerance.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from ..constants import TOLERANCE_PX
+from ..constants import PRECISIONS, TOLERANCE_PX
+from ..options import add_arguments, cli_option, from_args
 from . import help_text
+
+
+@dataclasses.dataclass
+class SelftestOptions:
+    """``lorat selftest``'s options (each field is its flag)."""
+    device: str = cli_option("cpu", group="runtime", like="device", help="cpu (default), cuda, cuda:N or mps")
+    precision: str = cli_option("fp32", group="runtime", like="precision", choices=PRECISIONS,
+                                help="fp32 (default) is the precision the fixtures were made in")
+    tolerance: float = cli_option(TOLERANCE_PX, group="check",
+                                  help=f"largest allowed box deviation in pixels (default {TOLERANCE_PX:g})")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("selftest", help="check this installation against the official pipeline's outputs",
                        description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="example:\n  lorat selftest --device cpu")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "auto"),
-                   help="fp32 (default) is the precision the fixtures were made in")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE_PX,
-                   help=f"largest allowed box deviation in pixels (default {TOLERANCE_PX:g})")
+    add_arguments(p, SelftestOptions)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..selftest import describe_hardware, run_selftest
     from ..runtime import resolve_device
+    from ..selftest import describe_hardware, run_selftest
+
+    args = from_args(SelftestOptions, args)
 
     print(f"measured on {describe_hardware(resolve_device(args.device))}, precision {args.precision}")
     report = run_selftest(device=args.device, precision=args.precision, log=print)

@@ -7,13 +7,20 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..constants import PRECISIONS
 from ..errors import LoRATError
+from ..options import cli_option
 
 DEFAULT_WARMUP_EPOCHS = 2  # the official recipe's (of 170 epochs)
 
 
 class TrainingConfigError(LoRATError, ValueError):
     """Training options that cannot work together (batch not divisible by ranks, no pairs, ...)."""
+
+
+def default_workers() -> int:
+    """Data loading processes per training process: one per core, at most 8."""
+    return min(8, os.cpu_count() or 1)
 
 
 def default_warmup_epochs(epochs: int) -> float:
@@ -25,45 +32,85 @@ def default_warmup_epochs(epochs: int) -> float:
 @dataclasses.dataclass
 class TrainConfig:
     """One training run. Fields above ``device`` define the run (kept in ``run.json``; a rerun with
-    other values is refused); the rest may change between a run and its resumption.
+    other values is refused); the rest may change between a run and its resumption. Each field is
+    also its ``lorat train`` flag (``cli_option``: default, help and type written once).
 
     ``warmup_epochs=None`` means the default (``default_warmup_epochs``); it is resolved here, so the
     identity holds the number trained with, and ``warmup_shortened`` says whether it is not the official
     one. An explicit value is checked, never changed."""
-    variant: str
-    out: str
-    data: List[str]                        # "kind=ROOT[:weight]" as given to --data
-    val: List[str] = dataclasses.field(default_factory=list)
-    backbone: Optional[str] = None
-    weights: Optional[str] = None
-    epochs: int = 170
-    pairs_per_epoch: int = 131072
-    batch_size: int = 128                  # global batch per optimiser step (over ranks and accumulation)
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    min_lr: float = 1e-6
-    warmup_lr: float = 1e-7
-    warmup_epochs: Optional[float] = None  # None: the default (2, or half of a run of 2 epochs or fewer)
-    clip: float = 1.0
-    grad_accum: int = 1
-    precision: str = "auto"                # auto = fp16 autocast + GradScaler on CUDA (official), else fp32
-    seed: int = 0
-    max_gap: int = 100
-    val_pairs: int = 4096
-    lora_rank: Optional[int] = None
-    lora_alpha: Optional[float] = None
-    rslora: Optional[bool] = None
+    variant: str = cli_option(group="model", like="variant",
+                              help="model variant: B-224, B-378, L-224, L-378, g-224, g-378 or a variant YAML file")
+    out: str = cli_option(group="data", metavar="DIR", help="run folder: weights, checkpoint, metrics")
+    data: List[str] = cli_option(  # "kind=ROOT[:weight]" as given to --data
+        group="data", repeat=True, metavar="KIND=ROOT[:WEIGHT]",
+        help="a training source (repeatable): folder, got10k, lasot, trackingnet or coco (layouts below)")
+    val: List[str] = cli_option(
+        group="data", repeat=True, metavar="KIND=ROOT", default_factory=list,
+        help="validation sequences (repeatable, optional): folder, got10k (val), got10k-vot or coco (val2017); "
+             "validation loss every epoch and a tracking evaluation (AO, SR) every --eval-every epochs")
+    backbone: Optional[str] = cli_option(
+        None, group="model", like="backbone",
+        help="DINOv2 backbone file (e.g. dinov2_vitb14_pretrain.pth) or Hugging Face Dinov2Model folder; "
+             "without it timm downloads it")
+    weights: Optional[str] = cli_option(
+        None, group="model", like="weights",
+        help="start from these LoRAT weights (released .bin or a lorat train output: fine-tuning); "
+             "without it LoRA and head start from the official initialisation")
+    epochs: int = cli_option(170, group="recipe", metavar="E", help="default 170")
+    pairs_per_epoch: int = cli_option(131072, group="recipe", metavar="P", help="default 131072")
+    batch_size: int = cli_option(  # global batch per optimiser step (over ranks and accumulation)
+        128, group="recipe", metavar="N", help="pairs per optimiser step, over all processes together (default 128)")
+    lr: float = cli_option(1e-4, group="recipe", help="peak learning rate of AdamW (default 1e-4)")
+    weight_decay: float = cli_option(0.1, group="recipe", metavar="WD", help="default 0.1")
+    min_lr: float = cli_option(1e-6, group="recipe", metavar="LR", help="end of the cosine (default 1e-6)")
+    warmup_lr: float = cli_option(1e-7, group="recipe", metavar="LR", help="start of the warm-up (default 1e-7)")
+    warmup_epochs: Optional[float] = cli_option(  # None: the default (2, or half of a run of 2 epochs or fewer)
+        None, group="recipe", metavar="E", help="linear warm-up (default 2; half the run for --epochs 2 or fewer)")
+    clip: float = cli_option(1.0, group="recipe", metavar="NORM", help="gradient norm clipping (default 1.0)")
+    grad_accum: int = cli_option(1, group="recipe", metavar="K",
+                                 help="split each batch into K accumulated micro-batches (less memory, same result)")
+    precision: str = cli_option(  # auto = fp16 autocast + GradScaler on CUDA (official), else fp32
+        "auto", group="runtime", like="precision", choices=PRECISIONS,
+        help="auto (default: fp16 autocast + grad scaler on CUDA as the official run, fp32 elsewhere), "
+             "fp32, fp16 or bf16")
+    seed: int = cli_option(0, group="recipe", help="seed of the pair sampling and augmentation (default 0)")
+    max_gap: int = cli_option(100, group="data", metavar="N",
+                              help="largest frame distance between template and search frame (default 100)")
+    val_pairs: int = cli_option(4096, group="data", metavar="N",
+                                help="validation pairs per epoch (default 4096, rounded down to whole batches)")
+    lora_rank: Optional[int] = cli_option(None, group="model", metavar="R", help="LoRA rank (default: the variant's)")
+    lora_alpha: Optional[float] = cli_option(None, group="model", metavar="A",
+                                             help="LoRA alpha (default: the variant's)")
+    rslora: Optional[bool] = cli_option(None, group="model",
+                                        help="rank-stabilised LoRA scaling (default: the variant's)")
     # --- not part of the run's identity
-    device: Optional[str] = None
-    workers: int = 4
-    eval_every: int = 10
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 5
-    checkpoint_minutes: float = 30.0
-    grad_checkpointing: bool = False
-    progress: bool = True
-    log_every: int = 0                     # a log line every N steps (0: none; the progress bar shows them)
-    accept_changed_data: bool = False      # resume although the data under the same paths changed (logged)
+    device: Optional[str] = cli_option(
+        None, group="runtime", like="device",
+        help="cpu, cuda, cuda:N or mps (default: cuda if available, else cpu; under torchrun cuda:LOCAL_RANK)")
+    workers: int = cli_option(group="data", metavar="N", default_factory=default_workers,
+                              help="data loading processes per training process (default: min(8, CPU count)); "
+                                   "does not change what is trained")
+    eval_every: int = cli_option(10, group="runtime", metavar="E",
+                                 help="tracking evaluation on the --val sequences every E epochs and at the end "
+                                      "(default 10)")
+    checkpoint_every: int = cli_option(10, group="runtime", metavar="E",
+                                       help="keep released-format weights OUT/checkpoints/epoch-NNNN.bin every E "
+                                            "epochs (default 10)")
+    keep_checkpoints: int = cli_option(5, group="runtime", metavar="N", help="how many of those to keep (default 5)")
+    checkpoint_minutes: float = cli_option(
+        30.0, group="runtime", metavar="M",
+        help="also write the resume checkpoint every M minutes within an epoch (default 30; 0 = only at epoch ends "
+             "and on Ctrl-C)")
+    grad_checkpointing: bool = cli_option(
+        False, group="runtime", help="recompute block activations in the backward pass (less memory, e.g. for g-224)")
+    progress: bool = cli_option(True, group="runtime", flag="--no-progress", help="no progress bar (logs only)")
+    log_every: int = cli_option(  # a log line every N steps (0: none; the progress bar shows them)
+        0, group="runtime", metavar="N",
+        help="also print a line every N steps (for logs without a terminal; default 0 = none)")
+    accept_changed_data: bool = cli_option(  # resume although the data under the same paths changed (logged)
+        False, group="data",
+        help="resume although sequences were added, removed or re-annotated under the same --data / --val paths "
+             "since the run started (refused otherwise, naming what changed)")
     warmup_shortened: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
 
     IDENTITY = ("variant", "data", "val", "backbone", "weights", "epochs", "pairs_per_epoch", "batch_size", "lr",
