@@ -209,19 +209,24 @@ def main(argv=None) -> int:
             measure(configs, args.warmup, False, f"{variant} b{batch} warm-up", args.progress)
             measure(configs, args.rounds, True, f"{variant} b{batch} timing", args.progress)
             base = next(c for c in configs if (c.backend, c.precision) == ("torch", "fp32"))
+            floor_of = common.floors(trackers[("torch", "fp32", False)].cfg,
+                                     sorted({c.precision for c in configs}), device)
             for c in configs:
                 times = np.array(c.step_s)
                 rows.append({"backend": c.backend, "precision": c.precision, "compile": c.compile, "batch": batch,
                              "label": c.label, "step_ms": float(np.median(times) * 1e3),
                              "step_ms_min_max": [float(times.min() * 1e3), float(times.max() * 1e3)],
                              "ms_per_target": float(np.median(times) * 1e3 / batch),
-                             "vs_torch_fp32": float(np.median(np.array(base.step_s) / times))})
+                             "vs_torch_fp32": float(np.median(np.array(base.step_s) / times)),
+                             "x_of_floor": (floor_of[c.precision].times(float(np.median(times) * 1e3 / batch))
+                                            if floor_of.get(c.precision) else None)})
         agree = {}
         if args.iou_frames > 0:
             frames, boxes = render_sequence(args.iou_frames + 1, seed=args.seed + 100)
             agree = agreement(trackers, frames, boxes, args.progress)
         report["variants"].append({
             "variant": variant, "export_s": export_s, "rows": rows,
+            "floors": {p: f and {"ms": f.ms, "gflops": f.rate, "library": f.library} for p, f in floor_of.items()},
             "agreement": {" ".join(map(str, k)): v for k, v in agree.items()},
             "skipped": {f"{b} {p}": why for (b, p, _), why in skipped.items()}})
         del trackers
@@ -250,8 +255,9 @@ def markdown(report, note="") -> str:
              "medians; \"vs torch fp32\" is the median of per-round ratios." + (f" {note}" if note else ""), ""]
     for v in report["variants"]:
         lines += [f"### {v['variant']} (ONNX export {v['export_s']:.0f} s)", "",
-                  "| backend | batch | step ms (min-max) | ms per target | vs torch fp32 | agreement with torch fp32 |",
-                  "|---|---:|---:|---:|---:|---|"]
+                  "| backend | batch | step ms (min-max) | ms per target | vs torch fp32 | x of floor | "
+                  "agreement with torch fp32 |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for r in v["rows"]:
             a = v["agreement"].get(f"{r['backend']} {r['precision']} {r['compile']}")
             if a is None:
@@ -265,9 +271,14 @@ def markdown(report, note="") -> str:
                          f"{a['cell_max_box_dev_px']:.2g} px, score {a['cell_max_score_diff']:.2g}")
             lines.append(f"| {r['label']} | {r['batch']} | {r['step_ms']:.0f} ({r['step_ms_min_max'][0]:.0f}-"
                          f"{r['step_ms_min_max'][1]:.0f}) | {r['ms_per_target']:.0f} | {r['vs_torch_fp32']:.2f}x | "
-                         f"{agree} |")
+                         f"{'-' if r['x_of_floor'] is None else format(r['x_of_floor'], '.2f') + 'x'} | {agree} |")
         for what, why in v["skipped"].items():
-            lines.append(f"| {what} | - | unmeasured | - | - | {why} |")
+            lines.append(f"| {what} | - | unmeasured | - | - | - | {why} |")
+        floors = [f"{p} {f['ms']:.3g} ms ({f['library']} {f['gflops']:.0f} GFLOP/s)" for p, f in v["floors"].items()
+                  if f]
+        if floors:
+            lines += ["", "Floor of a frame (its matrix products at the best square-GEMM rate measured in this run, "
+                      "benchmarks/roofline.py): " + ", ".join(floors) + "."]
         lines.append("")
     return "\n".join(lines)
 

@@ -73,5 +73,22 @@ def apply_runtime(args):
     return torch.device(getattr(args, "device", "cpu"))
 
 
+def floors(cfg, precisions, device) -> dict:
+    """precision -> ``roofline.Floor`` measured now, in this run (None off the CPU, or without the units)."""
+    from lorat_tracker import roofline
+
+    if device.type != "cpu":
+        return {}
+    out = {}
+    for p in precisions:
+        name = "fp32" if p == "auto" else p
+        out[p] = roofline.floor(cfg, name) if name in roofline.LIBRARIES else None
+    return out
+
+
+def x_of_floor(floor, ms_per_frame) -> str:
+    return f"{floor.times(ms_per_frame):.2f}x" if floor is not None else "-"
+
+
 def comma_list(text: str, kind=str) -> list:
     return [kind(v.strip()) for v in text.split(",") if v.strip()]

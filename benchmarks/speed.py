@@ -282,6 +282,11 @@ def main(argv=None) -> int:
     rows = [summarize(c) for c in configs]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
+    floor_of = common.floors(model.cfg, precisions, device)
+    for r in rows:
+        f = floor_of.get(r["precision"])
+        r["floor_ms"] = f.ms if f else None
+        r["x_of_floor"] = f.times(r["ms_per_frame"]) if f else None
     by_key = {(r["precision"], r["batch_size"]): r for r in rows}
     for r in rows:
         one = by_key.get((r["precision"], 1))
@@ -298,10 +303,12 @@ def main(argv=None) -> int:
     result = {"variant": args.variant, "device": str(device), "weights": args.weights or "random",
               "compile": args.compile, "machine": machine_info(device), "peak_rss_mb": rss_mb,
               "results": rows, "precision_agreement": agreement,
+              "floors": {p: f and {"ms": f.ms, "gflops": f.rate, "library": f.library, "rates": f.rates}
+                         for p, f in floor_of.items()},
               "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))}
 
     head = f"{'precision':>9} {'batch':>5} {'bare ms':>9} {'track ms':>9} {'track/bare':>10} " \
-           f"{'ms/frame':>9} {'FPS':>7} {'vs fp32':>8} {'vs b=1':>7}"
+           f"{'ms/frame':>9} {'FPS':>7} {'vs fp32':>8} {'vs b=1':>7} {'x floor':>8}"
     print(f"{args.variant} on {result['machine'].get('gpu') or result['machine'].get('cpu_model')} "
           f"({device}, {torch.get_num_threads()} threads, load {result['machine']['load_average'][0]:.2f}), "
           f"{args.frames} interleaved rounds, medians")
@@ -311,7 +318,12 @@ def main(argv=None) -> int:
             return format(v, fmt) if v is not None else "-"
         print(f"{r['precision']:>9} {r['batch_size']:>5} {r['bare_ms']:>9.1f} {r['track_ms']:>9.1f} "
               f"{r['track_over_bare']:>10.3f} {r['ms_per_frame']:>9.1f} {r['fps']:>7.2f} "
-              f"{f(r['speedup_vs_fp32'], '8.2f'):>8} {f(r['fps_gain_vs_batch1'], '7.2f'):>7}")
+              f"{f(r['speedup_vs_fp32'], '8.2f'):>8} {f(r['fps_gain_vs_batch1'], '7.2f'):>7} "
+              f"{common.x_of_floor(floor_of.get(r['precision']), r['ms_per_frame']):>8}")
+    for p, fl in floor_of.items():
+        if fl is not None:
+            print(f"floor {p}: {fl.gflop:.1f} GFLOP per frame at {fl.rate:.0f} GFLOP/s ({fl.library}, best of "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in fl.rates.items()) + f") = {fl.ms:.1f} ms")
     mem = [f"peak RSS {rss_mb:.0f} MB"] + [f"{r['precision']}/b{r['batch_size']} GPU {r['peak_gpu_mem_mb']:.0f} MB"
                                            for r in rows if r["peak_gpu_mem_mb"] is not None]
     print("memory: " + ", ".join(mem))

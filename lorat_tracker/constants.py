@@ -6,7 +6,7 @@ NETWORK_PRECISIONS = PRECISIONS + ("int8",)  # a tracker's precision= over all b
 
 VARIANTS = ("B-224", "B-378", "L-224", "L-378", "g-224", "g-378")  # the released models
 
-COMPILE_MODES = (False, True, "cudagraph", "inductor")  # LoRATTracker(compile=...), --compile off/on/...
+COMPILE_MODES = (False, True, "cudagraph", "inductor", "onednn")  # LoRATTracker(compile=...), --compile off/on/...
 
 SAM_PRECISIONS = ("fp32", "bf16", "fp16")  # BoxToMask(precision=...), --sam-precision
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")  # Meta's released SAM sizes, --sam-type

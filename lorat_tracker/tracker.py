@@ -35,8 +35,8 @@ from .cropping import CropParams, nominal_crop_params, pixel_aligned_crop, searc
 from .errors import ConfigError, DamagedWeightsError, InvalidImageError, NotInitializedError
 from .images import as_rgb_image
 from .model import LoRATModel
-from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, precision_name,
-                      resolve_device, resolve_precision)
+from .runtime import (CompileWarning, CudaGraphForward, check_compile_mode, low_precision_weights, onednn_linears,
+                      precision_name, resolve_device, resolve_precision, warn_if_precision_is_emulated)
 from .segmentation.refiner import mask_results
 
 
@@ -104,6 +104,7 @@ class LoRATTracker:
         self.device = resolve_device(device)
         self.masks = _check_refiner(masks)
         self.autocast_dtype = resolve_precision(precision, self.device)
+        warn_if_precision_is_emulated(self.autocast_dtype, self.device)
         self.precision = precision
         self.model = model.to(self.device).eval()
         check_weight_range(self.model, self.autocast_dtype)
@@ -154,9 +155,10 @@ class LoRATTracker:
         The box alone drives tracking. Also settable later as ``tracker.masks``. Any other callable
         ``(image, boxes, box_format="xyxy", on_failure="box") -> masks`` works too (``mask_results``).
 
-        ``compile`` (opt-in, CUDA only): True / "cudagraph" replays one captured CUDA graph per batch
+        ``compile`` (opt-in): on CUDA, True / "cudagraph" replays one captured CUDA graph per batch
         size (same kernels as eager, no per-kernel launch cost); "inductor" uses
-        ``torch.compile(mode="reduce-overhead")``. Elsewhere it warns and runs eagerly.
+        ``torch.compile(mode="reduce-overhead")``. On the CPU in fp32, "onednn" runs the Linear layers
+        on prepacked oneDNN weights (``runtime.onednn_linears``). Elsewhere a mode warns and runs eagerly.
 
         ``backend`` "onnxruntime" / "openvino" / "tensorrt": ``weights`` is an ONNX file from ``lorat
         export --format onnx`` (``variant`` may be None: the file carries it), or a merged export, converted
@@ -293,6 +295,12 @@ class LoRATTracker:
         check_compile_mode(compile)
         if not compile:
             return self.model
+        if compile == "onednn":
+            if self.device.type != "cpu" or self.autocast_dtype is not None or not torch.backends.mkldnn.is_available():
+                warnings.warn(f"compile='onednn' is for fp32 on a CPU with oneDNN; running eagerly on "
+                              f"{self.device.type} in {self._precision_name()}", CompileWarning, stacklevel=3)
+                return self.model
+            return onednn_linears(self.model)
         if self.device.type != "cuda":
             warnings.warn(f"compile={compile!r} needs a CUDA device; running eagerly on {self.device.type}",
                           CompileWarning, stacklevel=3)

@@ -579,6 +579,32 @@ def selftest_bad_file(tiny_model, inputs, tmp_path, mounts):
     assert "truncated" in proc.stdout + proc.stderr
 
 
+def _bench(*extra, frames: int = 2):
+    return ["bench", "--variant", "tiny-mlp-224", "--backends", "torch", "--frames", str(frames), *map(str, extra)]
+
+
+def bench_bad_file(tiny_model, inputs, tmp_path, mounts):
+    proc = lorat(*_bench("--weights", inputs["truncated"], "--backbone", tiny_model.backbone))
+    assert_one_line(proc, proc.stderr, "bench", 2, str(inputs["truncated"]), "truncated")
+
+
+def bench_read_only(tiny_model, inputs, tmp_path, mounts):
+    """--json is checked before a minute of timing, not after it."""
+    ro = mounts.mount(tmp_path / "ro", "1m", read_only=True)
+    proc = lorat(*_bench("--json", ro / "bench.json"))
+    assert_one_line(proc, proc.stderr, "bench", 2, str(ro / "bench.json"), "read-only")
+    assert "GFLOP per frame" not in proc.stdout  # refused before any measurement
+
+
+def bench_sigint_group(tiny_model, inputs, tmp_path, mounts):
+    for k, delay in enumerate((1.5, 4.0)):  # importing / measuring the GEMM rates / tracking
+        child = Child(_bench("--json", tmp_path / f"bench{k}.json", frames=400), tmp_path / f"b{k}")
+        time.sleep(delay)
+        child.signal_group(signal.SIGINT)
+        assert_interrupted(child.finish(), child.stderr, finished_ok=False)
+        assert not (tmp_path / f"bench{k}.json").exists() and not partials(tmp_path)
+
+
 def demo_data_read_only(tiny_model, inputs, tmp_path, mounts):
     ro = mounts.mount(tmp_path / "ro", "1m", read_only=True)
     proc = lorat("demo-data", ro / "demo", "--layout", "got10k")
@@ -684,6 +710,12 @@ MATRIX: Dict[str, Dict[str, Union[Callable, str]]] = {
              "sigint-group": NA_QUICK, "kill9-resume": NA_QUICK},
     "selftest": {"bad-file": selftest_bad_file, "read-only": NA_READS_ONLY, "full-disk": NA_READS_ONLY,
                  "sigint-group": NA_QUICK, "kill9-resume": "a rerun repeats the whole self-test (seconds)"},
+    "bench": {"bad-file": bench_bad_file, "read-only": bench_read_only,
+              "full-disk": "writes one small JSON at the end through atomic_write_text, the same OutputError path "
+                           "as demo-data's; its ONNX files go to a TemporaryDirectory, as export's full-disk row runs",
+              "sigint-group": bench_sigint_group,
+              "kill9-resume": "nothing to resume: a rerun measures again (a minute); a kill -9 leaves its "
+                              "TemporaryDirectory (lorat-bench-*) in the system temp folder"},
     "demo-data": {"bad-file": "reads no file: it writes generated data",
                   "read-only": demo_data_read_only, "full-disk": demo_data_full_disk,
                   "sigint-group": demo_data_sigint_group,
@@ -743,7 +775,7 @@ def test_ctrl_c_during_start_up_is_130_without_traceback(command, tiny_model, in
     """Every command, signalled while Python and torch are still importing: one line, 130."""
     args = {"track": _track(tiny_model, inputs), "eval": _eval(tiny_model, inputs, tmp_path / "r", tmp_path / "p"),
             "train": _train(tiny_model, inputs, tmp_path / "run"), "export": _export(tiny_model, tmp_path / "m.st"),
-            "info": ["info", tiny_model.weights], "selftest": ["selftest"],
+            "info": ["info", tiny_model.weights], "selftest": ["selftest"], "bench": _bench(),
             "demo-data": ["demo-data", tmp_path / "d", "--layout", "got10k"],
             "vot register": ["vot", "register", "--workspace", tmp_path / "ws", *_model_args(tiny_model)],
             "vot workspace": ["vot", "workspace", "--workspace", tmp_path / "ws2", "--stack", "tests/basic",

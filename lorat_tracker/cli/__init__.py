@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "export": "lorat_tracker.cli.export",
     "info": "lorat_tracker.cli.export",
     "selftest": "lorat_tracker.cli.selftest",
+    "bench": "lorat_tracker.cli.bench",
     "demo-data": "lorat_tracker.cli.demo",
     "vot": "lorat_tracker.integrations.vot.cli",
 }
@@ -184,6 +185,23 @@ def _defer_sigint_while_importing(*names: str) -> None:
         sys.meta_path.insert(0, _SigintDeferringFinder(names))
 
 
+def _one_line_warnings() -> None:
+    """The project's own warnings (slow precision, damaged frames, compile fallback) as one line each,
+    "lorat: warning: ...", instead of Python's file:line and source line; others keep their format."""
+    import warnings
+
+    previous = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("lorat_tracker"):
+            return f"lorat: warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    if getattr(warnings.formatwarning, "__name__", "") != "formatwarning" or \
+            getattr(warnings.formatwarning, "__module__", "") != __name__:
+        warnings.formatwarning = formatwarning
+
+
 def _main(argv: List[str]) -> int:
     import os
 
@@ -194,6 +212,7 @@ def _main(argv: List[str]) -> int:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
+    _one_line_warnings()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_extra", False):

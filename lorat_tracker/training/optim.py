@@ -89,7 +89,9 @@ def precision_name(precision: str, device) -> str:
 def resolve_training_precision(precision: str, device) -> Optional[torch.dtype]:
     """None = float32; otherwise the autocast dtype. "auto": fp16 (official) on CUDA, else fp32; fp16
     is refused off CUDA / MPS."""
-    return runtime.resolve_precision(precision, device, "training")
+    dtype = runtime.resolve_precision(precision, device, "training")
+    runtime.warn_if_precision_is_emulated(dtype, torch.device(device))
+    return dtype
 
 
 def _mean_over_ranks(metrics: Dict[str, float]) -> Dict[str, float]:
