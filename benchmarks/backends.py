@@ -47,9 +47,9 @@ def candidate_configs(device: torch.device):
     if device.type == "cuda":
         return [("torch", "fp32", False), ("torch", "fp16", "cudagraph"), ("onnxruntime", "fp32", False),
                 ("tensorrt", "fp32", False), ("tensorrt", "fp16", False)]
-    return [("torch", "fp32", False), ("torch", "bf16", False), ("onnxruntime", "fp32", False),
-            ("openvino", "fp32", False), ("openvino", "bf16", False), ("openvino", "int8", False),
-            ("tensorrt", "fp16", False)]
+    return [("torch", "fp32", False), ("torch", "fp32", "onednn"), ("torch", "bf16", False),
+            ("onnxruntime", "fp32", False), ("openvino", "fp32", False), ("openvino", "bf16", False),
+            ("openvino", "int8", False), ("tensorrt", "fp16", False)]
 
 
 class Config:
@@ -64,7 +64,7 @@ class Config:
 
     @property
     def label(self) -> str:
-        extra = " + CUDA graphs" if self.compile else ""
+        extra = {False: "", "onednn": " + oneDNN Linear"}.get(self.compile, " + CUDA graphs")
         return f"{self.backend} {self.precision}{extra}"
 
     def _restart(self):
