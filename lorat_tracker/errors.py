@@ -7,7 +7,32 @@ Python user would expect (``ValueError``, ``FileNotFoundError``...), so ``except
 
 
 class LoRATError(Exception):
-    """Base class of every error this package raises on bad input."""
+    """Base class of every error this package raises on bad input.
+
+    An error whose advice names tracker options is made with ``naming(template)``: the template names
+    them as ``{backbone}`` (the name), ``{backbone:FILE}`` or ``{device:cpu}`` (a setting; an upper-case
+    word is a placeholder), as ``spec.SpecError`` does, and ``render(spelling)`` writes them the
+    caller's way: ``--backbone FILE`` on the command line, ``LORAT_BACKBONE=FILE`` for pytracking,
+    ``backbone=PATH`` in Python (``str(e)``). The options are data; no caller rewrites text."""
+
+    template = None
+
+    @classmethod
+    def naming(cls, template: str, *args):
+        """The error with ``template`` (dynamic parts escaped with ``spec.literal``) as its message."""
+        from .spec import PYTHON, render_template
+
+        err = cls(render_template(template, PYTHON), *args)
+        err.template = template
+        return err
+
+    def render(self, spelling) -> str:
+        """The message, options written in ``spelling`` (``spec.FLAGS``, ``spec.EnvSpelling(prefix)``)."""
+        if self.template is None:
+            return str(self)
+        from .spec import render_template
+
+        return render_template(self.template, spelling)
 
 
 class ConfigError(LoRATError, ValueError):

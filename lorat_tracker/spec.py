@@ -19,8 +19,8 @@ keyword it feeds, if any); every surface picks it up.
 Errors are ``SpecError`` with the option as data (``.option == "weights"``); the message is a
 template over option names, rendered in the caller's spelling: ``--weights FILE`` on the command
 line, ``LORAT_VOT_WEIGHTS=FILE`` for the VOT server, ``weights=PATH`` for Python (``str(e)``).
-So no caller rewrites message text (``lorat_tracker.cli.cli_message`` remains only for the core's
-own messages raised while building: weights.py, tracker.py).
+So no caller rewrites message text. Every other error that names an option (the weights resolver's
+"pass {backbone:FILE}") is made with ``LoRATError.naming(template)`` and renders the same way.
 
 ``threads`` is the one option with a process-wide effect: the tracker itself never changes torch's
 global thread settings, so ``threads=N`` is the explicit opt-in; ``build()`` calls
@@ -97,6 +97,11 @@ def is_placeholder(value) -> bool:
 def literal(value) -> str:
     """A user's value inside a message template (braces escaped)."""
     return str(value).replace("{", "{{").replace("}", "}}")
+
+
+def render_template(template: str, spelling: "Spelling") -> str:
+    """``template``'s option names (``{backbone}``, ``{device:cpu}``) written in ``spelling``."""
+    return template.format_map(_Names(spelling, None, None))
 
 
 class SpecError(ConfigError):

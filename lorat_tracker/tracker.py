@@ -178,10 +178,11 @@ class LoRATTracker:
             return cls(network, dev, precision, compile=compile, masks=masks, backend=backend)
         if weights is not None and str(weights).lower().endswith(".onnx"):
             from .errors import WeightsError
+            from .spec import literal
 
-            raise WeightsError(f"{weights} is an ONNX export: run it with backend='onnxruntime', "
-                               "backend='openvino' or backend='tensorrt', or pass the merged export or the LoRAT "
-                               "weights it was made from for backend='torch'")
+            raise WeightsError.naming(f"{literal(weights)} is an ONNX export: run it with {{backend:onnxruntime}}, "
+                                      "{backend:openvino} or {backend:tensorrt}, or pass the merged export or the "
+                                      "LoRAT weights it was made from for {backend:torch}")
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail fast, before the (slow) load
         check_compile_mode(compile)
@@ -297,7 +298,7 @@ class LoRATTracker:
             return self.model
         if compile == "onednn":
             if self.device.type != "cpu" or self.autocast_dtype is not None or not torch.backends.mkldnn.is_available():
-                warnings.warn(f"compile='onednn' is for fp32 on a CPU with oneDNN; running eagerly on "
+                warnings.warn(f"compile mode onednn is for fp32 on a CPU with oneDNN; running eagerly on "
                               f"{self.device.type} in {self._precision_name()}", CompileWarning, stacklevel=3)
                 return self.model
             return onednn_linears(self.model)
@@ -332,8 +333,8 @@ class LoRATTracker:
         if not out[:, 5].all():
             bad = [int(i) for i in np.flatnonzero(out[:, 5] == 0)]
             precision = self._precision_name()
-            advice = "use another copy" if precision == "fp32" else "run precision='fp32', or use another copy"
-            raise DamagedWeightsError(
+            advice = "use another copy" if precision == "fp32" else "run {precision:fp32}, or use another copy"
+            raise DamagedWeightsError.naming(
                 f"the network's output is not finite (NaN or infinite score map or boxes) for target(s) {bad} of "
                 f"this frame in {precision}: the weights are damaged or overflow in this precision - nothing was "
                 f"returned for this frame; check the file with lorat info, or {advice}")
@@ -370,9 +371,10 @@ def check_weight_range(model: torch.nn.Module, dtype: Optional[torch.dtype]) -> 
         if t.is_floating_point() and t.numel():
             peak = float(t.detach().abs().max())
             if peak > limit:
-                raise DamagedWeightsError(f"tensor {name} holds values up to {peak:.3g}, beyond the range of fp16 "
-                                          f"(largest {limit:g}): it would be infinite in this precision - use "
-                                          "precision='fp32' (or bf16), or check the weights with lorat info")
+                raise DamagedWeightsError.naming(
+                    f"tensor {name} holds values up to {peak:.3g}, beyond the range of fp16 (largest {limit:g}): it "
+                    "would be infinite in this precision - use {precision:fp32} (or bf16), or check the weights "
+                    "with lorat info")
 
 
 def _check_refiner(masks):

@@ -192,7 +192,7 @@ def params_from_env(variant, weights: Optional[str], environ=None) -> TrackerPar
         spec.check().boxes_only("pytracking tracker")
         spec.check_runtime()  # the device is there and the backend's runtime is installed
     except ConfigError as e:  # SpecError included
-        message = e.render(spelling) if isinstance(e, SpecError) else str(e)
+        message = e.render(spelling)
         if multiprocessing.parent_process() is not None:
             raise (e.spelled(spelling) if isinstance(e, SpecError) else e) from None
         raise PytrackingSetupError(message, e) from None

@@ -355,10 +355,10 @@ def main(argv=None) -> int:
                   e.render(EnvSpelling(ENV_PREFIX)))
         return 2
     except DamagedWeightsError as e:  # at the warm-up before the handshake, or on a frame of the run
-        log.error("the weights are damaged: %s", e)
+        log.error("the weights are damaged: %s", e.render(EnvSpelling(ENV_PREFIX)))
         return 1
-    except LoRATError as e:
-        log.error("cannot start: %s", e)
+    except LoRATError as e:  # the options it names, as trackers.ini sets them
+        log.error("cannot start: %s", e.render(EnvSpelling(ENV_PREFIX)))
         return 2
     except Exception:
         log.exception("tracker crashed")

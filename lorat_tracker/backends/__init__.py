@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 from ..constants import BACKEND_NAMES, PRECISIONS
 from ..errors import BackendError, BackendNotInstalledError
+from ..spec import literal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,18 +60,18 @@ def check_backend(name, device, precision: str) -> BackendSpec:
     spec = backend_spec(name)
     if device.type not in spec.devices:
         if spec.devices == ("cuda",):
-            raise BackendError(f"backend {spec.name} runs on CUDA GPUs only, not on {device.type} - pass "
-                               "device='cuda' on a machine with an NVIDIA GPU, or use backend='onnxruntime' or "
-                               "backend='openvino' on the CPU")
-        raise BackendError(f"backend {spec.name} cannot run on {device.type}: it runs on "
-                           f"{' or '.join(spec.devices)} - pass device='{spec.devices[0]}' or another backend")
+            raise BackendError.naming(f"backend {spec.name} runs on CUDA GPUs only, not on {device.type} - pass "
+                                      "{device:cuda} on a machine with an NVIDIA GPU, or use {backend:onnxruntime} "
+                                      "or {backend:openvino} on the CPU")
+        raise BackendError.naming(f"backend {spec.name} cannot run on {device.type}: it runs on "
+                                  f"{' or '.join(spec.devices)} - pass {{device:{spec.devices[0]}}} or another backend")
     if precision not in spec.precisions:
         choices = " or ".join(p for p in spec.precisions if p != "auto")
         runs_it = [b.name for b in BACKENDS.values() if precision in b.precisions]
-        elsewhere = " or ".join(f"backend='{b}'" for b in runs_it)
+        elsewhere = " or ".join(f"{{backend:{b}}}" for b in runs_it)
         int8 = " (int8: a file from quantize_int8)" if "int8" in (precision, *spec.precisions) else ""
-        raise BackendError(f"backend {spec.name} runs precision {choices}, not {precision!r} - pass one of those, "
-                           f"or {elsewhere} for {precision}{int8}")
+        raise BackendError.naming(f"backend {spec.name} runs precision {choices}, not {literal(repr(precision))} - "
+                                  f"pass one of those, or {elsewhere} for {literal(precision)}{int8}")
     return spec
 
 

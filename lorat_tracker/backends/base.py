@@ -34,8 +34,11 @@ class Network:
             if precision == "int8":
                 raise BackendError(f"{info.path} holds {info.precision} weights: precision int8 needs a file made "
                                    "by lorat_tracker.backends.quantize.quantize_int8 (calibrated on your frames)")
-            raise BackendError(f"{info.path} holds int8 weights (calibrated with NNCF): pass precision='int8' "
-                               f"or 'auto', or the fp32 export for precision {precision!r}")
+            from ..spec import literal
+
+            raise BackendError.naming(f"{literal(info.path)} holds int8 weights (calibrated with NNCF): pass "
+                                      f"{{precision:int8}} or auto, or the fp32 export for precision "
+                                      f"{literal(repr(precision))}")
         self.info = info
         self.cfg = info.cfg
         self.device = device

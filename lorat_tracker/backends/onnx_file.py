@@ -26,6 +26,7 @@ from typing import Optional
 from ..config import VariantConfig, load_config
 from ..errors import BackendNotInstalledError, ConfigError, WeightsError, WeightsNotFoundError
 from ..io import atomic_path
+from ..spec import literal
 
 ONNX_FORMAT = "lorat-tracker/onnx-v1"
 OPSET = 18
@@ -208,9 +209,10 @@ def read_onnx(path, variant=None) -> OnnxInfo:
     if variant is not None:
         cfg = variant if isinstance(variant, VariantConfig) else load_config(variant)
         if _geometry(cfg) != _geometry(stored):
-            raise WeightsError(f"{path} was exported for variant {stored.name} "
-                               f"({stored.search.size} px search region) but {cfg.name} "
-                               f"({cfg.search.size} px) was asked - pass variant='{stored.name}' (or no variant)")
+            raise WeightsError.naming(f"{literal(path)} was exported for variant {literal(stored.name)} "
+                                      f"({stored.search.size} px search region) but {literal(cfg.name)} "
+                                      f"({cfg.search.size} px) was asked - pass {{variant:{literal(stored.name)}}} "
+                                      "(or no variant)")
     try:
         batch = None if props.get("batch") == "dynamic" else int(props["batch"])
     except (KeyError, ValueError):
@@ -274,8 +276,8 @@ def onnx_for_weights(weights) -> Optional[str]:
     from ..weights import WeightsFormat, build_model, classify, read_weights_file
 
     if weights is None:
-        raise WeightsError("a non-torch backend needs weights: an .onnx file from lorat export --format onnx or "
-                           "a merged export - pass weights=PATH")
+        raise WeightsError.naming("a non-torch backend needs weights: an .onnx file from lorat export --format onnx "
+                                  "or a merged export - pass {weights:FILE}")
     wf = read_weights_file(weights)
     if classify(wf) is not WeightsFormat.MERGED_EXPORT:
         return None

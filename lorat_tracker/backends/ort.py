@@ -21,9 +21,12 @@ class OnnxRuntimeNetwork(Network):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 from ..errors import BackendError
 
-                raise BackendError("backend onnxruntime on cuda needs onnxruntime-gpu (this onnxruntime has only "
-                                   f"{', '.join(ort.get_available_providers())}) - install onnxruntime-gpu in place of "
-                                   "onnxruntime, or pass device='cpu'")
+                from ..spec import literal
+
+                raise BackendError.naming(
+                    "backend onnxruntime on cuda needs onnxruntime-gpu (this onnxruntime has only "
+                    f"{literal(', '.join(ort.get_available_providers()))}) - install onnxruntime-gpu in place of "
+                    "onnxruntime, or pass {device:cpu}")
             providers = [("CUDAExecutionProvider", {"device_id": device.index or 0})]
         self.session = ort.InferenceSession(info.path, sess_options=options, providers=providers)
 

@@ -19,8 +19,8 @@ class OpenVINONetwork(Network):
         ov = import_runtime("openvino")
         self.core = ov.Core()
         if self.precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise BackendError("backend openvino precision bf16 needs a CPU with AMX or AVX512-BF16, which this one "
-                               "lacks - pass precision='fp32'")
+            raise BackendError.naming("backend openvino precision bf16 needs a CPU with AMX or AVX512-BF16, which this "
+                                      "one lacks - pass {precision:fp32}")
         # read_model copies the weights into memory: the file may go away afterwards (temporary exports).
         self.model = self.core.read_model(info.path)
         self.config = {"INFERENCE_PRECISION_HINT": _HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",

@@ -36,8 +36,8 @@ class TensorRTNetwork(Network):
         super().__init__(info, device, precision, auto="fp16")
         trt = import_runtime("tensorrt")
         if device.type != "cuda" or not torch.cuda.is_available():
-            raise BackendError("backend tensorrt runs on CUDA GPUs only - pass device='cuda' on a machine with "
-                               "an NVIDIA GPU")
+            raise BackendError.naming("backend tensorrt runs on CUDA GPUs only - pass {device:cuda} on a machine "
+                                      "with an NVIDIA GPU")
         if self.precision == "int8":
             raise BackendError(f"{info.path} is an NNCF int8 file, which backend tensorrt does not take - pass the "
                                "fp32 export (TensorRT builds its own fp16 engine)")

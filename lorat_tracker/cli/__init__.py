@@ -31,32 +31,6 @@ SUBCOMMANDS = {
 }
 
 
-# The core's messages give advice the way a Python caller writes it (``backbone=PATH``,
-# ``device='cpu'``, ``variant='L-224'``); a CLI user reads the same advice as flags. Errors of the
-# tracker options (``lorat_tracker.spec.SpecError``) carry their option as data and are rendered in
-# flags directly; this table and ``cli_message`` remain for the core's own messages raised while a
-# tracker is built (weights.py: ``pass backbone=PATH``, ``variant='L-224'``; tracker.py:
-# ``use device='cpu'``), the one place that translates: core modules never need to know who called.
-def _parameter_flags():
-    from ..spec import options  # the tracker options' one definition (imports no torch)
-
-    return {o.name: o.flag for o in options()}
-
-
-PARAMETER_FLAGS = _parameter_flags()
-_PYTHON_ARGUMENT = re.compile(r"(?<![\w.-])(%s)=(PATH\b|'[^'\s]*'|\"[^\"\s]*\"|)" % "|".join(PARAMETER_FLAGS))
-
-
-def cli_message(text: str) -> str:
-    """``pass backbone=PATH`` -> ``pass --backbone FILE``, ``use device='cpu'`` -> ``use --device cpu``."""
-    def flag(m: re.Match) -> str:
-        value = m.group(2)
-        value = "FILE" if value == "PATH" else value.strip("'\"")
-        return f"{PARAMETER_FLAGS[m.group(1)]} {value}" if value else PARAMETER_FLAGS[m.group(1)]
-
-    return _PYTHON_ARGUMENT.sub(flag, text)
-
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -231,8 +205,11 @@ def _main(argv: List[str]) -> int:
     except SpecError as e:  # a tracker option: its message names the flags itself
         print(f"lorat {args.command}: error: {e.render(FLAGS)}", file=sys.stderr)
         return EXIT_USAGE
-    except (LoRATError, UsageError, FileNotFoundError) as e:
-        print(f"lorat {args.command}: error: {cli_message(str(e))}", file=sys.stderr)
+    except LoRATError as e:  # options it names (LoRATError.naming) are written as flags
+        print(f"lorat {args.command}: error: {e.render(FLAGS)}", file=sys.stderr)
+        return failed()
+    except (UsageError, FileNotFoundError) as e:
+        print(f"lorat {args.command}: error: {e}", file=sys.stderr)
         return failed()
     except OSError as e:  # the file system said no (permissions, read-only, full, ...): one line naming the file
         print(f"lorat {args.command}: error: {os_error_message(e)}", file=sys.stderr)

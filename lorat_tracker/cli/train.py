@@ -67,7 +67,9 @@ def config_from_args(args):
         data = absolute_sources(args.data)
         val = absolute_sources(args.val)
     except LoRATError as e:
-        raise UsageError(str(e)) from None
+        from ..spec import FLAGS
+
+        raise UsageError(e.render(FLAGS)) from None
     from ..spec import is_hf_folder
 
     for flag, p in (("--weights", args.weights), ("--backbone", args.backbone)):

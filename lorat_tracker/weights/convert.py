@@ -16,6 +16,7 @@ import torch
 from ..config import VariantConfig
 from ..errors import WeightsError
 from ..model import resize_pos_embed
+from ..spec import literal
 from .files import HF_CONFIG_NAME, StateDict
 from .formats import HF_PREFIX, META_KEYS, block_indices, is_trainable_name, variant_mismatch
 
@@ -69,7 +70,7 @@ def _check_backbone_shapes(out: StateDict, pos: torch.Tensor, cfg: VariantConfig
     if w is None:
         raise WeightsError(f"{source} has no patch_embed.proj.weight: it is not a DINOv2 backbone file")
     if w.shape[0] != b.embed_dim:
-        raise WeightsError(variant_mismatch(source, w.shape[0], cfg))
+        raise WeightsError.naming(variant_mismatch(source, w.shape[0], cfg))
     depth = len(block_indices(out))
     if depth != b.depth:
         raise WeightsError(f"{source} has {depth} blocks but variant {cfg.name} expects {b.depth} - "
@@ -88,15 +89,16 @@ def fetch_backbone_with_timm(cfg: VariantConfig) -> StateDict:
     """No backbone file given: let timm fetch the DINOv2 weights (needs network; never in tests)."""
     name = cfg.backbone.timm_name
     if not name:
-        raise WeightsError(f"variant {cfg.name} needs a DINOv2 backbone file: pass backbone=PATH")
+        raise WeightsError.naming(f"variant {literal(cfg.name)} needs a DINOv2 backbone file: pass {{backbone:FILE}}")
     import timm
 
     try:
         return timm.create_model(name, pretrained=True, num_classes=0).state_dict()
     except Exception as e:  # noqa: BLE001 - no network, no cache, hub errors...
-        raise WeightsError(
-            f"no backbone file was given and timm could not fetch {name} ({type(e).__name__}); "
-            f"pass backbone=PATH to {cfg.backbone.meta_file} (Meta) or the timm file of {name}") from None
+        raise WeightsError.naming(
+            f"no backbone file was given and timm could not fetch {literal(name)} ({type(e).__name__}); "
+            f"pass {{backbone:FILE}} to {literal(cfg.backbone.meta_file)} (Meta) or the timm file of "
+            f"{literal(name)}") from None
 
 
 def carried_backbone(tensors: StateDict, source: str) -> StateDict:
@@ -263,7 +265,7 @@ def check_hf_config(config: dict, cfg: VariantConfig, source: str) -> None:
     b = cfg.backbone
     hidden = _hf_int(config, "hidden_size", where)
     if hidden != b.embed_dim:
-        raise WeightsError(variant_mismatch(source, hidden, cfg))
+        raise WeightsError.naming(variant_mismatch(source, hidden, cfg))
     want = {"num_hidden_layers": b.depth, "num_attention_heads": b.num_heads,
             "use_swiglu_ffn": b.ffn == "swiglu", "qkv_bias": True, "layer_norm_eps": 1e-6}
     if b.ffn != "swiglu":

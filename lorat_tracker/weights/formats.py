@@ -101,12 +101,15 @@ def block_indices(keys: Iterable[str]) -> List[int]:
 
 
 def variant_mismatch(source: str, embed_dim: int, cfg: VariantConfig) -> str:
-    """The message for a file of another width than the variant, naming the variant that fits."""
+    """The message template (``LoRATError.naming``) for a file of another width than the variant,
+    naming the variant that fits."""
+    from ..spec import literal
+
     have = BACKBONE_NAMES.get(embed_dim, "unknown size")
-    msg = (f"{source} has embed dim {embed_dim} ({have}) but variant {cfg.name} expects "
+    msg = (f"{literal(source)} has embed dim {embed_dim} ({have}) but variant {literal(cfg.name)} expects "
            f"{cfg.backbone.embed_dim}")
     letter = VARIANT_LETTER.get(embed_dim)
     geometry = cfg.name.split("-")[-1] if "-" in cfg.name else "224"
     if letter:
-        return msg + f" - pass variant='{letter}-{geometry}' (or the weights of {cfg.name})"
+        return msg + f" - pass {{variant:{letter}-{literal(geometry)}}} (or the weights of {literal(cfg.name)})"
     return msg + " - pass the weights that belong to this variant"

@@ -15,6 +15,7 @@ import torch
 from ..config import VariantConfig, load_config
 from ..errors import WeightsError
 from ..model import LoRATModel
+from ..spec import literal
 from .convert import (carried_backbone, check_hf_config, convert_backbone, fetch_backbone_with_timm, hf_to_meta,
                       meta_to_timm_key)
 from .export import export_config
@@ -51,8 +52,8 @@ def resolve(variant, weights=None, backbone=None, *, training: bool = False) -> 
     fmt = classify(wf) if wf is not None else None
     cfg = _variant_config(variant, wf, fmt)
     if wf is None and not training:
-        raise WeightsError(f"variant {cfg.name} needs LoRAT weights (the released .bin, a training "
-                           "model.safetensors or a merged export) - pass weights=PATH")
+        raise WeightsError.naming(f"variant {literal(cfg.name)} needs LoRAT weights (the released .bin, a training "
+                                  "model.safetensors or a merged export) - pass {weights:FILE}")
     if wf is not None:
         _check_weights(wf, fmt, cfg, training)
     if wf is not None and not fmt.needs_backbone:
@@ -86,9 +87,9 @@ def instantiate(cfg: VariantConfig, state: StateDict, source: str, device="cpu",
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing:
-        raise WeightsError(f"{source} lacks {len(missing)} tensors of variant {cfg.name} "
-                           f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}) - "
-                           "the file is incomplete, or a backbone file is needed (pass backbone=PATH)")
+        raise WeightsError.naming(f"{literal(source)} lacks {len(missing)} tensors of variant {literal(cfg.name)} "
+                                  f"({literal(', '.join(missing[:4]))}{', ...' if len(missing) > 4 else ''}) - "
+                                  "the file is incomplete, or a backbone file is needed (pass {backbone:FILE})")
     if unexpected:
         raise WeightsError(f"{source} has tensors that variant {cfg.name} does not have "
                            f"({', '.join(unexpected[:4])}) - check the variant")
@@ -99,7 +100,7 @@ def instantiate(cfg: VariantConfig, state: StateDict, source: str, device="cpu",
                 hint = {16: "a 224 variant", 27: "a 378 variant"}.get(have, "another geometry")
                 raise WeightsError(f"{source} has a {have}x{have} search grid ({hint}) but variant {cfg.name} "
                                    f"uses {cfg.search_grid}x{cfg.search_grid} - pass the matching variant")
-            raise WeightsError(_shape_mismatch(source, k, tuple(state[k].shape), tuple(ref.shape), cfg))
+            raise WeightsError.naming(_shape_mismatch(source, k, tuple(state[k].shape), tuple(ref.shape), cfg))
     state = {k: v.to(torch.float32).contiguous() for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.pos_embed.requires_grad_(False)
@@ -114,8 +115,9 @@ def _variant_config(variant, wf: Optional[WeightsFile], fmt: Optional[WeightsFor
         stored = export_config(wf)
         cfg = stored if variant is None else load_config(variant)
         if variant is not None and _arch(stored) != _arch(cfg):
-            raise WeightsError(f"{wf.path} was exported for variant {stored.name} but {cfg.name} was asked - "
-                               f"pass variant='{stored.name}' (or no variant)")
+            raise WeightsError.naming(f"{literal(wf.path)} was exported for variant {literal(stored.name)} but "
+                                      f"{literal(cfg.name)} was asked - pass {{variant:{literal(stored.name)}}} "
+                                      "(or no variant)")
         return cfg
     if variant is None:
         raise WeightsError("pass a variant (e.g. B-224): only a merged export made by "
@@ -126,8 +128,8 @@ def _variant_config(variant, wf: Optional[WeightsFile], fmt: Optional[WeightsFor
 def _check_weights(wf: WeightsFile, fmt: WeightsFormat, cfg: VariantConfig, training: bool) -> None:
     """The weights file is LoRAT weights of this variant (and, for training, unmerged LoRA)."""
     if fmt.is_backbone:
-        raise WeightsError(f"{wf.path} is a DINOv2 backbone, not LoRAT weights - pass it as backbone=PATH "
-                           "and the LoRAT .bin as weights=PATH")
+        raise WeightsError.naming(f"{literal(wf.path)} is a DINOv2 backbone, not LoRAT weights - pass it as "
+                                  "{backbone:FILE} and the LoRAT .bin as {weights:FILE}")
     if fmt is WeightsFormat.UNKNOWN:
         raise WeightsError(f"{wf.path} holds none of the tensors of a LoRAT model "
                            f"(first keys: {', '.join(list(wf.tensors)[:5])})")
@@ -143,15 +145,16 @@ def _check_weights(wf: WeightsFile, fmt: WeightsFormat, cfg: VariantConfig, trai
         # Inference lets a LoRA file replace a base weight (merge_lora); a fine-tuning start takes none.
         frozen = sorted(k for k in tensors if not is_trainable_name(k) and k not in META_KEYS)
         if frozen:
-            raise WeightsError(f"{wf.path} has {len(frozen)} tensors besides LoRA, head and token types "
-                               f"({', '.join(frozen[:4])}) that a LoRA file of variant {cfg.name} does not have "
-                               "- check the variant (variant=)")
+            raise WeightsError.naming(f"{literal(wf.path)} has {len(frozen)} tensors besides LoRA, head and token "
+                                      f"types ({literal(', '.join(frozen[:4]))}) that a LoRA file of variant "
+                                      f"{literal(cfg.name)} does not have - check the variant ({{variant}})")
     if "token_type_embed" in tensors and tensors["token_type_embed"].shape[-1] != cfg.backbone.embed_dim:
-        raise WeightsError(variant_mismatch(wf.path, tensors["token_type_embed"].shape[-1], cfg))
+        raise WeightsError.naming(variant_mismatch(wf.path, tensors["token_type_embed"].shape[-1], cfg))
     lora_blocks = block_indices(k for k in tensors if ".lora." in k)
     if lora_blocks and lora_blocks != list(range(cfg.backbone.depth)):
-        raise WeightsError(f"{wf.path} has LoRA for {len(lora_blocks)} blocks but variant {cfg.name} has "
-                           f"{cfg.backbone.depth} - it belongs to another variant; check the variant (variant=)")
+        raise WeightsError.naming(f"{literal(wf.path)} has LoRA for {len(lora_blocks)} blocks but variant "
+                                  f"{literal(cfg.name)} has {cfg.backbone.depth} - it belongs to another variant; "
+                                  "check the variant ({variant})")
 
 
 def _read_backbone(backbone, cfg: VariantConfig):
@@ -164,9 +167,9 @@ def _read_backbone(backbone, cfg: VariantConfig):
     bf = read_weights_file(backbone)
     fmt = classify(bf)
     if fmt.is_lorat:
-        raise WeightsError(f"{bf.path} is a LoRAT weights file, not a DINOv2 backbone - pass "
-                           f"{cfg.backbone.meta_file or 'the DINOv2 file'} as backbone=PATH and the LoRAT "
-                           "file as weights=PATH")
+        raise WeightsError.naming(f"{literal(bf.path)} is a LoRAT weights file, not a DINOv2 backbone - pass "
+                                  f"{literal(cfg.backbone.meta_file or 'the DINOv2 file')} as {{backbone:FILE}} and "
+                                  "the LoRAT file as {weights:FILE}")
     tensors = bf.tensors
     if fmt is WeightsFormat.BACKBONE_HF:
         config = read_hf_config(bf.path)
@@ -188,23 +191,25 @@ def _merge(wf: WeightsFile, fmt: WeightsFormat, base: StateDict, cfg: VariantCon
     else:
         unexpected = sorted(k for k in set(tensors) - used if meta_to_timm_key(k) not in merged)
     if unexpected:
-        raise WeightsError(f"{wf.path} has {len(unexpected)} tensors that variant {cfg.name} does not have "
-                           f"({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''}) - "
-                           "it was made for another architecture; check the variant (variant=)")
+        raise WeightsError.naming(f"{literal(wf.path)} has {len(unexpected)} tensors that variant {literal(cfg.name)} "
+                                  f"does not have ({literal(', '.join(unexpected[:4]))}"
+                                  f"{', ...' if len(unexpected) > 4 else ''}) - it was made for another "
+                                  "architecture; check the variant ({variant})")
     return merged
 
 
 def _shape_mismatch(source: str, key: str, have: tuple, want: tuple, cfg: VariantConfig) -> str:
-    """Say which dimension of ``key`` is wrong, and blame the variant only if it is the embed dim."""
+    """Say which dimension of ``key`` is wrong, and blame the variant only if it is the embed dim (a
+    ``LoRATError.naming`` template)."""
     embed_axis = {"patch_embed.proj.weight": 0, "token_type_embed": -1}.get(key)
     if embed_axis is not None and len(have) == len(want) and have[embed_axis] != want[embed_axis]:
         return variant_mismatch(source, have[embed_axis], cfg)
     if key == "token_type_embed" and len(have) == 2 and have[-1] == want[-1]:
-        return (f"{source}: tensor token_type_embed has {have[0]} token types (shape {have}), but LoRAT has "
-                f"{want[0]} (template background, template foreground, search region; shape {want}) - the "
+        return (f"{literal(source)}: tensor token_type_embed has {have[0]} token types (shape {have}), but LoRAT "
+                f"has {want[0]} (template background, template foreground, search region; shape {want}) - the "
                 "file is damaged or is not LoRAT weights")
-    return (f"{source}: tensor {key} has shape {have} but variant {cfg.name} expects {want} - the file belongs "
-            "to another architecture (check the variant) or is damaged")
+    return (f"{literal(source)}: tensor {literal(key)} has shape {have} but variant {literal(cfg.name)} expects "
+            f"{want} - the file belongs to another architecture (check the variant) or is damaged")
 
 
 def _arch(cfg: VariantConfig):
