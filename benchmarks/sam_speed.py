@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lorat_tracker.segmentation import MODEL_TYPES, BoxToMask, import_segment_anything  # noqa: E402
+from lorat_tracker.segmentation import MODEL_TYPES, BoxToMask  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py, beside this script)
 
@@ -41,10 +41,11 @@ def random_sam(model_type: str, seed: int = 0) -> torch.nn.Module:
 
     Built on the meta device and filled directly: the modules' own init of ViT-H's 632 M weights
     would take longer than the measurement."""
-    build_sam = import_segment_anything()
+    from lorat_tracker.segmentation.sam_shim import build_empty_sam
+
     embed, depth, heads, global_idx = MODEL_TYPES[model_type]
     with torch.device("meta"):
-        sam = build_sam._build_sam(embed, depth, heads, list(global_idx), checkpoint=None)
+        sam = build_empty_sam(embed, depth, heads, global_idx)
     sam.to_empty(device="cpu")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

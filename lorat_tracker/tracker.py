@@ -209,6 +209,23 @@ class LoRATTracker:
 
     # ------------------------------------------------------------------ several targets
 
+    @contextlib.contextmanager
+    def recording_network_inputs(self, record):
+        """Inside the block, ``record(z, x, z_feat_mask)`` sees the network's inputs of every forward
+        (template crops, search crops, template token types: the tensors as the network gets them),
+        before the network runs; the int8 calibration collects its samples so. Any backend."""
+        network = self._forward
+
+        def recording(z, x, z_feat_mask):
+            record(z, x, z_feat_mask)
+            return network(z, x, z_feat_mask)
+
+        self._forward = recording
+        try:
+            yield self
+        finally:
+            self._forward = network
+
     def new_target(self, image, box) -> Target:
         """The per-target state for ``box`` in ``image`` (template crop, mask, padding colour)."""
         image = as_rgb_image(image)

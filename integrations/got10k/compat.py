@@ -144,3 +144,15 @@ def apply() -> None:
 
 def is_applied() -> bool:
     return _APPLIED
+
+
+def otb_sequence_names(version=2015) -> list:
+    """The sequence names of an OTB version, from got10k's own table (the private ``OTB.__version_dict``:
+    got10k 0.1.3 exposes it only name-mangled)."""
+    from got10k.datasets import OTB
+
+    table = getattr(OTB, "_OTB__version_dict", None)
+    if table is None or version not in table:
+        raise ImportError(f"this got10k has no OTB sequence list for version {version} as got10k 0.1.3 has - "
+                          'install that version: pip install "lorat-tracker[got10k]"')
+    return list(table[version])

@@ -117,9 +117,9 @@ def load_trackingnet(root: str, subset: str = "TEST") -> OPESequenceDataset:
 
 
 def otb_names(version=2015) -> List[str]:
-    from got10k.datasets import OTB
+    from .compat import otb_sequence_names
 
-    return list(OTB._OTB__version_dict[version])
+    return otb_sequence_names(version)
 
 
 def check_otb(root: str, version=2015) -> None:

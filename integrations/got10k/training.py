@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from got10k.experiments import ExperimentGOT10k
 from got10k.utils.metrics import rect_iou
 
 from . import compat
@@ -33,6 +32,13 @@ class TrackingEvaluator:
     def __call__(self, sequences, weights: str, device) -> Optional[Dict[str, Any]]:
         return evaluate_sequences(sequences, self.variant, weights, backbone=self.backbone, device=device,
                                   precision="auto", batch_size=self.batch_size)
+
+
+def got10k_scores(ious: np.ndarray):
+    """AO, SR0.50 and SR0.75 of per-frame IoUs exactly as ``ExperimentGOT10k`` scores them (its private
+    ``_evaluate``: the mean, and the share above each threshold of ``linspace(0, 1, 101)``, strict ``>``)."""
+    thresholds = np.linspace(0, 1, 101)
+    return float(np.mean(ious)), float(np.mean(ious > 0.5)), float(np.mean(ious > thresholds[75]))
 
 
 def build_tracker(variant, weights: str, backbone=None, device="cpu", precision: str = "fp32"):
@@ -76,6 +82,6 @@ def evaluate_sequences(sequences, variant, weights: str, backbone=None, device="
             per_sequence[result.name] = float(np.mean(ious))
             all_ious.append(ious)
     ious = np.concatenate(all_ious) if all_ious else np.zeros(0)
-    ao, sr, _, succ_curve = ExperimentGOT10k._evaluate(None, ious, np.zeros(0))
-    return {"AO": float(ao), "SR0.50": float(sr), "SR0.75": float(succ_curve[75]), "sequences": len(per_sequence),
+    ao, sr50, sr75 = got10k_scores(ious)
+    return {"AO": ao, "SR0.50": sr50, "SR0.75": sr75, "sequences": len(per_sequence),
             "frames": int(len(ious)), "per_sequence": per_sequence}

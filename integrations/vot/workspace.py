@@ -101,12 +101,12 @@ def _masks_from_rectangles(seq: Path) -> None:
 
 def _demo_sequences(root: Path, count: int, objects: int, length: int, masks: bool = False) -> List[str]:
     # The toolkit's own synthetic sequence (a cow circling over noise), as `vot test` uses.
-    from vot.dataset.dummy import _generate
+    from .shim import generate_dummy_sequence
 
     names = []
     for i in range(count):
         name = f"demo{i + 1}"
-        _generate(str(root / name), length, (320, 240), objects)
+        generate_dummy_sequence(str(root / name), length, (320, 240), objects)
         meta = root / name / "sequence"  # the generator names every sequence "dummy": results would collide
         atomic_write_text(meta, "".join(f"name={name}\n" if line.startswith("name=") else line + "\n"
                                 for line in meta.read_text().splitlines()))

@@ -39,22 +39,20 @@ def calibration_inputs(onnx_path, sequences: Iterable[Tuple[Sequence[np.ndarray]
     from ..tracker import LoRATTracker
 
     tracker = LoRATTracker.from_pretrained(None, weights=onnx_path, backend="onnxruntime")
-    network = tracker._forward
     samples = []
 
-    def recording(z, x, z_feat_mask):
+    def record(z, x, z_feat_mask):
         if len(samples) < max_samples:
             samples.append({"z": z.cpu().numpy().copy(), "x": x.cpu().numpy().copy(),
                             "z_feat_mask": z_feat_mask.cpu().numpy().copy()})
-        return network(z, x, z_feat_mask)
 
-    tracker._forward = recording
-    for frames, init_box in sequences:
-        if len(samples) >= max_samples:
-            break
-        tracker.initialize(frames[0], init_box)
-        for frame in frames[1:]:
-            tracker.track(frame)
+    with tracker.recording_network_inputs(record):
+        for frames, init_box in sequences:
+            if len(samples) >= max_samples:
+                break
+            tracker.initialize(frames[0], init_box)
+            for frame in frames[1:]:
+                tracker.track(frame)
     if not samples:
         raise ConfigError("int8 calibration needs frames: pass at least one sequence of two or more frames "
                           "(frames, init_box)")

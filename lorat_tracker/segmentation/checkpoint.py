@@ -53,7 +53,8 @@ def import_segment_anything():
 
 @dataclasses.dataclass(frozen=True)
 class SamArchitecture:
-    """What ``_build_sam`` needs, read from a checkpoint's image-encoder tensors."""
+    """What a ``Sam`` module's size is (``sam_shim.build_empty_sam``), read from a checkpoint's image-encoder
+    tensors."""
     embed_dim: int
     depth: int
     num_heads: int
@@ -151,13 +152,14 @@ def check_state_matches(state: Dict[str, torch.Tensor], expected: Dict[str, torc
 
 def build_sam_from_state(state: Dict[str, torch.Tensor], arch: SamArchitecture, source: str) -> torch.nn.Module:
     """Meta's ``Sam`` module of ``arch`` holding exactly ``state`` (float32, CPU), or SamCheckpointError."""
-    build_sam = import_segment_anything()
+    from .sam_shim import build_empty_sam
+
     with torch.device("meta"):  # no random init of hundreds of millions of weights that are replaced anyway
-        sam = build_sam._build_sam(arch.embed_dim, arch.depth, arch.num_heads, list(arch.global_attn_indexes),
-                                   checkpoint=None)
+        sam = build_empty_sam(arch.embed_dim, arch.depth, arch.num_heads, arch.global_attn_indexes)
     check_state_matches(state, sam.state_dict(), source, arch.describe(), "not from segment-anything")
     sam.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in state.items()}, strict=True, assign=True)
-    # pixel_mean / pixel_std are not in the state dict: built on the CPU with the module (see _build_sam).
+    # pixel_mean / pixel_std are not in the state dict: built on the CPU with the module (segment-anything's
+    # Sam registers them from constants).
     leftovers = [n for n, t in list(sam.named_parameters()) + list(sam.named_buffers()) if t.is_meta]
     if leftovers:  # never half-loaded
         raise SamCheckpointError(f"{source}: {len(leftovers)} SAM tensors were not loaded ({leftovers[0]})")
