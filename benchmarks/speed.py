@@ -41,29 +41,12 @@ import common  # noqa: E402  (benchmarks/common.py, beside this script)
 # ------------------------------------------------------------------------------------------ inputs
 
 def render_sequence(num_frames: int, size_wh=(640, 480), seed: int = 0, object_wh=(96, 72), speed=6.0):
-    """Textured box moving over a textured background (self-contained; tests/ has a richer one)."""
-    import cv2
+    """(frames, boxes) of one textured object moving over a textured background: lorat_tracker.demo's
+    generator (the one the demo data, the VOT demo workspaces' masks and the tests use), at benchmark size."""
+    from lorat_tracker.demo import render_sequence as render
 
-    rng = np.random.default_rng(seed)
-    w, h = size_wh
-    background = cv2.resize(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), (w, h),
-                            interpolation=cv2.INTER_LINEAR)
-    ow, oh = object_wh
-    patch = cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (ow, oh), interpolation=cv2.INTER_LINEAR)
-    pos = np.array([rng.uniform(20, w - ow - 20), rng.uniform(20, h - oh - 20)])
-    vel = rng.uniform(-speed, speed, size=2)
-    frames, boxes = [], []
-    for _ in range(num_frames):
-        for axis, limit in ((0, w - ow), (1, h - oh)):
-            if not 0 <= pos[axis] + vel[axis] <= limit:
-                vel[axis] = -vel[axis]
-        pos += vel
-        x, y = int(round(pos[0])), int(round(pos[1]))
-        frame = background.copy()
-        frame[y:y + oh, x:x + ow] = patch
-        frames.append(frame)
-        boxes.append([x, y, ow, oh])
-    return frames, np.asarray(boxes, dtype=np.float64)
+    seq = render(num_frames, size_wh=size_wh, seed=seed, object_size=object_wh, speed=speed)
+    return seq.frames, seq.boxes[0]
 
 
 def build_model(args) -> LoRATModel:
