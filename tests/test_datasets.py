@@ -299,7 +299,7 @@ def test_lorat_eval_names_the_file_of_a_nan_first_box(tmp_path, tiny_model, caps
 
 
 def test_check_annotation_allows_later_nan_lines(tmp_path):
-    from lorat_tracker.datasets import check_annotation
+    from lorat_tracker.benchmark_layouts import check_annotation
 
     frame = tmp_path / "0001.jpg"
     cv2.imwrite(str(frame), np.zeros((30, 40, 3), np.uint8))

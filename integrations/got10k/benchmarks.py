@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from lorat_tracker.datasets import check_annotation
+from lorat_tracker.benchmark_layouts import check_annotation
 from lorat_tracker.errors import AnnotationError, DatasetLayoutError, ResultsLayoutError
 
 from . import datasets as ds

@@ -15,7 +15,7 @@
   interrupted run must never leave a truncated one.
 * ``UAV123._check_integrity`` wants more than 3 entries in the root, but the official release
   unpacks to just ``anno/`` and ``data_seq/``; it now only requires the folder to exist (the
-  plugin's own layout check, ``datasets.check_uav123``, says what is missing).
+  plugin's own layout check, ``benchmark_layouts.check_uav123``, says what is missing).
 * Every dataset's ``_check_integrity`` prints ``Warning: sequence X not exists.`` for each sequence
   of its list that is not on disk: 97 lines for a partial OTB-2015, and LaSOT/UAV123/NfS/... alike.
   Those lines are collected into one ``logging`` record (logger ``lorat_tracker.integrations.got10k``,

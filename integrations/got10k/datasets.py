@@ -16,10 +16,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lorat_tracker.datasets import (LAYOUTS, TITLES, SequenceFiles, check_got10k, check_nfs,  # noqa: F401
-                                    check_root, check_uav123, frame_number, lasot_sequences,
+from lorat_tracker.benchmark_layouts import check_got10k, check_nfs, check_uav123, tnl2k_sequences  # noqa: F401
+from lorat_tracker.datasets import (LAYOUTS, TITLES, SequenceFiles,  # noqa: F401
+                                    check_root, frame_number, lasot_sequences,
                                     lasot_test_names, layout_error, list_images, read_boxes, read_flags,
-                                    read_table, tnl2k_sequences, trackingnet_sequences)
+                                    read_table, trackingnet_sequences)
 from lorat_tracker.errors import AnnotationError, DatasetLayoutError, ResultsLayoutError
 from lorat_tracker import images
 
