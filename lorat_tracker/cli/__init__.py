@@ -125,7 +125,7 @@ class _SigintDeferringFinder:
     """A ``sys.meta_path`` finder that runs the import of the named top-level modules under
     ``lorat_tracker.io.interrupts_deferred`` (a KeyboardInterrupt raised inside Python code that torch's
     C++ start-up calls crosses a pybind11 boundary and aborts the process, exit -6 and a core dump,
-    instead of exiting 130). torch is imported lazily, wherever a command first needs it, so the import
+    instead of exiting 130; inside numpy's or matplotlib's C start-up it becomes an ImportError). torch is imported lazily, wherever a command first needs it, so the import
     itself is wrapped rather than moved (argument errors still answer without importing it)."""
 
     def __init__(self, names):
@@ -197,7 +197,10 @@ def _main(argv: List[str]) -> int:
         args.extra = extra
     from ..spec import FLAGS, SpecError
 
-    _defer_sigint_while_importing("torch")
+    # The C extensions a Ctrl-C breaks mid-import: torch aborts the process; numpy, OpenCV and matplotlib
+    # turn the KeyboardInterrupt into an ImportError ("initialization failed") with a traceback (both
+    # found by the fault matrix's Ctrl-C rows). Each import runs whole, then the Ctrl-C is delivered.
+    _defer_sigint_while_importing("torch", "numpy", "cv2", "matplotlib")
     _JOB["started"] = False
     failed = lambda: EXIT_FAILED if _JOB["started"] else EXIT_USAGE  # noqa: E731
     try:
