@@ -57,7 +57,8 @@ def test_spec_choices_are_the_cores():
     by_name = {o.name: o for o in options()}
     assert by_name["precision"].choices is constants.NETWORK_PRECISIONS
     assert by_name["backend"].choices is constants.BACKEND_NAMES
-    assert [by_name["compile"].parse(c) for c in ("off", "on", "cudagraph", "inductor")] == list(constants.COMPILE_MODES)
+    assert [by_name["compile"].parse(c) for c in ("off", "on", "cudagraph", "inductor", "onednn")] == \
+        list(constants.COMPILE_MODES)
 
 
 def test_check_accepts_a_good_spec_and_returns_it(files):
