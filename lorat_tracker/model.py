@@ -16,8 +16,6 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import GluMlp, Mlp
-from timm.models.vision_transformer import Block
 
 from .config import VariantConfig
 
@@ -70,7 +68,12 @@ class _ThreeLayerMlp(nn.Module):
         return self.layers[2](x)
 
 
-def _make_block(cfg: VariantConfig) -> Block:
+def _make_block(cfg: VariantConfig) -> nn.Module:
+    # timm (with the torchvision it imports, ~2 s) is imported when a model is built, not with this module:
+    # `lorat info` and the weights checks read files without building one.
+    from timm.layers import GluMlp, Mlp
+    from timm.models.vision_transformer import Block
+
     b = cfg.backbone
     if b.ffn == "swiglu":
         # timm's "packed" SwiGLU: fc1 = DINOv2's fused w12 (first half gated by SiLU), fc2 = w3.

@@ -107,7 +107,7 @@ def _best_seconds(fn, seconds: float, min_calls: int = 3) -> float:
     return best
 
 
-def square_rate(precision: str = "fp32", n: int = SQUARE_N, seconds: float = 1.0, library: str = "torch",
+def square_rate(precision: str = "fp32", n: int = SQUARE_N, seconds: float = 0.3, library: str = "torch",
                 threads: Optional[int] = None) -> Optional[float]:
     """GFLOP/s of an n x n product in ``library``, best of the calls within ``seconds``; None where the
     library is not installed or has no such kernels.
@@ -205,7 +205,7 @@ def _onnx_rate(n: int, seconds: float, threads: Optional[int], library: str, pre
     return 2 * n ** 3 / best / 1e9
 
 
-def shape_rate(cfg, precision: str = "fp32", seconds: float = 1.0) -> Dict[str, float]:
+def shape_rate(cfg, precision: str = "fp32", seconds: float = 0.3) -> Dict[str, float]:
     """GFLOP/s of the model's own products at batch 1, per part and together (``"all"``): each timed as
     the model calls it (``F.linear`` with the weight as stored; attention as batched products per head)."""
     import torch
@@ -266,7 +266,7 @@ class Floor:
 _RATES: Dict[tuple, Dict[str, float]] = {}
 
 
-def rates(precision: str, seconds: float = 1.0, threads: Optional[int] = None) -> Dict[str, float]:
+def rates(precision: str, seconds: float = 0.3, threads: Optional[int] = None) -> Dict[str, float]:
     """Every installed library's square-product rate in ``precision`` (GFLOP/s), measured once per
     process and thread count; empty where this CPU has no such units (bf16: AVX512-BF16 / AMX, int8:
     VNNI / AMX: elsewhere the kernels emulate them, and no floor is claimed)."""
@@ -286,7 +286,7 @@ def rates(precision: str, seconds: float = 1.0, threads: Optional[int] = None) -
     return _RATES[key]
 
 
-def floor(cfg, precision: str = "fp32", seconds: float = 1.0, threads: Optional[int] = None) -> Optional[Floor]:
+def floor(cfg, precision: str = "fp32", seconds: float = 0.3, threads: Optional[int] = None) -> Optional[Floor]:
     """The ``Floor`` of ``cfg`` (a ``VariantConfig``) in ``precision`` (fp32, bf16, int8): its frame's
     FLOPs at the best of ``rates``; None where no library has such kernels here."""
     import torch
