@@ -322,6 +322,7 @@ def test_core_messages_name_options_as_data_not_in_python_spelling():
     modules = ["tracker.py", "config.py", "batched.py", "video.py"]
     modules += sorted(str(p.relative_to(core)) for p in (core / "weights").glob("*.py"))
     modules += sorted(str(p.relative_to(core)) for p in (core / "backends").glob("*.py"))
+    modules += sorted(str(p.relative_to(core)) for p in (core / "segmentation").glob("*.py"))
     templates = 0
     for module in modules:
         text = (core / module).read_text()

@@ -126,6 +126,6 @@ def test_onednn_linears_stay_within_1e4_px_of_the_default_fp32_path():
 def test_onednn_elsewhere_warns_and_runs_eagerly(tiny_model):
     from lorat_tracker.runtime import CompileWarning
 
-    with pytest.warns(CompileWarning, match="compile='onednn' is for fp32 on a CPU"):
+    with pytest.warns(CompileWarning, match="compile mode onednn is for fp32 on a CPU"):
         tracker = tiny_model.tracker(precision="bf16", compile="onednn")
     assert tracker._forward is tracker.model

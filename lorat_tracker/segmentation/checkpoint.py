@@ -89,8 +89,10 @@ def detect_architecture(state: Dict[str, torch.Tensor], source: str) -> SamArchi
     """The image encoder's size from its tensors (Meta key names)."""
     patch = state.get("image_encoder.patch_embed.proj.weight")
     if patch is None and "image_encoder.trunk.patch_embed.proj.weight" in state:
-        raise SamCheckpointError(f"{source} is a SAM 2 checkpoint, not SAM v1 - use masks='sam2' for it, or pass "
-                                 f"Meta's SAM file, e.g. {CHECKPOINT_NAMES['vit_h']}")
+        from ..spec import literal
+
+        raise SamCheckpointError.naming(f"{literal(source)} is a SAM 2 checkpoint, not SAM v1 - use {{masks:sam2}} for "
+                                        f"it, or pass Meta's SAM file, e.g. {CHECKPOINT_NAMES['vit_h']}")
     if patch is None or patch.ndim != 4 or not any(k.startswith("mask_decoder.") for k in state):
         raise SamCheckpointError(f"{source} is not a SAM checkpoint (no image_encoder / mask_decoder tensors) - pass "
                                  f"Meta's file, e.g. {CHECKPOINT_NAMES['vit_h']}")

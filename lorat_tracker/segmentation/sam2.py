@@ -104,8 +104,10 @@ def detect_sam2_architecture(state: Dict[str, torch.Tensor], source: str) -> Sam
     patch = state.get("image_encoder.trunk.patch_embed.proj.weight")
     if patch is None or patch.ndim != 4 or not any(k.startswith("sam_mask_decoder.") for k in state):
         if "image_encoder.patch_embed.proj.weight" in state:
-            raise SamCheckpointError(f"{source} is a SAM (v1) checkpoint, not SAM 2 - use masks='sam' for it, or "
-                                     f"pass a SAM 2.1 file ({', '.join(CHECKPOINT_NAMES.values())})")
+            from ..spec import literal
+
+            raise SamCheckpointError.naming(f"{literal(source)} is a SAM (v1) checkpoint, not SAM 2 - use {{masks:sam}} "
+                                            f"for it, or pass a SAM 2.1 file ({', '.join(CHECKPOINT_NAMES.values())})")
         raise SamCheckpointError(f"{source} is not a SAM 2 checkpoint (no image_encoder.trunk / sam_mask_decoder "
                                  f"tensors) - pass Meta's file, e.g. {CHECKPOINT_NAMES['tiny']}")
     blocks = sorted({int(m.group(1)) for k in state
@@ -167,8 +169,8 @@ class Sam2BoxToMask(_BoxRefiner):
     def __init__(self, model: torch.nn.Module, device=None, precision: str = "fp32",
                  name: str = "SAM 2", architecture: Optional[Sam2Architecture] = None):
         if precision == "fp16":
-            raise ConfigError("SAM 2 runs in fp32 or bf16 (Meta's autocast recipe) - use sam_precision='fp32' or "
-                              "'bf16'")
+            raise ConfigError.naming("SAM 2 runs in fp32 or bf16 (Meta's autocast recipe) - use {sam_precision:fp32} "
+                                     "or bf16")
         _, predictor_class = import_sam2()
         self.device = _precision_device(precision, device)
         self.precision = precision
@@ -188,7 +190,7 @@ class Sam2BoxToMask(_BoxRefiner):
         ``SIZES``) only checks it. Everything is checked before anything is built."""
         asked = normalize_size(model_type)
         if precision == "fp16":
-            raise ConfigError("SAM 2 runs in fp32 or bf16 - use sam_precision='fp32' or 'bf16'")
+            raise ConfigError.naming("SAM 2 runs in fp32 or bf16 - use {sam_precision:fp32} or bf16")
         dev = _precision_device(precision, device)
         import_sam2()  # a missing package is reported before the (slow) read
         state, arch = read_sam2_checkpoint(checkpoint)
