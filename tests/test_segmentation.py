@@ -50,6 +50,11 @@ def unpack_lowres(a: np.ndarray) -> np.ndarray:
     return np.unpackbits(a, axis=-1).astype(bool)
 
 
+# One worker runs this module: its `runs` fixture (the refiner over every fixture frame, ~12 s) is module-
+# scoped, and pytest-xdist would otherwise compute it again on every worker that gets one of its tests.
+pytestmark = pytest.mark.xdist_group("segmentation-fixture")
+
+
 @pytest.fixture(scope="module")
 def refiner():
     return tiny_sam.refiner()
