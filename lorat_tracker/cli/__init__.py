@@ -106,18 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; the exit code (see the module's docstring). Ctrl-C at any moment, during start-up
     or after the work is done included, is one line and 130, never a traceback."""
+    import signal
+
     as_program = argv is None
     try:
-        code = _main(sys.argv[1:] if argv is None else argv)
+        try:
+            code = _main(sys.argv[1:] if argv is None else argv)
+        except KeyboardInterrupt:
+            print("lorat: interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        if as_program:
+            # The work is done and its outputs written: a Ctrl-C arriving during interpreter shutdown (atexit
+            # handlers of torch and others) must not print a traceback over the result.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
-        print("lorat: interrupted", file=sys.stderr)
+        # A Ctrl-C held back during an import and delivered while the first one was being reported, or in
+        # the moment before SIGINT is ignored: the fault matrix once saw the process die of it (exit -2).
         code = EXIT_INTERRUPTED
-    if as_program:
-        # The work is done and its outputs written: a Ctrl-C arriving during interpreter shutdown (atexit
-        # handlers of torch and others) must not print a traceback over the result.
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if as_program:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
 
 
