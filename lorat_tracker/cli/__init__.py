@@ -142,8 +142,9 @@ class _SigintDeferringFinder:
     """A ``sys.meta_path`` finder that runs the import of the named top-level modules under
     ``lorat_tracker.io.interrupts_deferred`` (a KeyboardInterrupt raised inside Python code that torch's
     C++ start-up calls crosses a pybind11 boundary and aborts the process, exit -6 and a core dump,
-    instead of exiting 130; inside numpy's or matplotlib's C start-up it becomes an ImportError). torch is imported lazily, wherever a command first needs it, so the import
-    itself is wrapped rather than moved (argument errors still answer without importing it)."""
+    instead of exiting 130; inside numpy's or matplotlib's C start-up it becomes an ImportError). torch is
+    imported lazily, wherever a command first needs it, so the import itself is wrapped rather than moved
+    (argument errors still answer without importing it)."""
 
     def __init__(self, names):
         self.names = set(names)
