@@ -30,7 +30,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lorat_tracker.config import load_config  # noqa: E402
 from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box  # noqa: E402
 from lorat_tracker.model import LoRATModel  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
@@ -50,20 +49,11 @@ def render_sequence(num_frames: int, size_wh=(640, 480), seed: int = 0, object_w
 
 
 def build_model(args) -> LoRATModel:
-    if args.weights:
-        from lorat_tracker.weights import build_model as build
+    """The weights given, or random weights of DINOv2-like magnitude (LayerScale 0.1, not its 1e-5 init):
+    ``lorat bench``'s model, so the benchmarks and the user's check time the same network."""
+    from lorat_tracker.bench import load_model
 
-        return build(args.variant, weights=args.weights, backbone=args.backbone, device="cpu")
-    torch.manual_seed(args.seed)
-    model = LoRATModel(load_config(args.variant))
-    model.head.reset_buffers()
-    with torch.no_grad():  # DINOv2-like magnitudes rather than LayerScale's 1e-5 init (speed is the same)
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(0.1)
-            elif "embed" in name:
-                p.normal_(0, 0.02)
-    return model.eval()
+    return load_model(args.variant, args.weights, args.backbone, seed=args.seed)
 
 
 def sync(device: torch.device) -> None:
