@@ -303,3 +303,79 @@ def test_the_cli_passes_the_got10k_evaluator_or_a_note(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     assert tracking_evaluator(cfg) == EvaluatorUnavailable(
         'note: tracking evaluation skipped (got10k is not installed): pip install "lorat-tracker[got10k]"')
+
+
+def test_the_trainer_takes_its_parts_and_builds_the_missing_ones_alike(tiny_model, tmp_path):
+    """Parts built outside by the public builders train exactly as the default assembly (same process,
+    same kernels: bit-identical), the config's data and weights are then not read, and a part of
+    another kind (optimizer, loss) is the one used."""
+    from lorat_tracker.config import load_config
+    from lorat_tracker.datasets import parse_source, read_source
+    from lorat_tracker.training import LoRATCriterion, build_optimizer, build_scheduler, build_training_model
+    from lorat_tracker.training.config import TrainConfig, TrainingConfigError
+    from lorat_tracker.training.data import PairDataset
+    from lorat_tracker.training.trainer import Trainer
+
+    sd.write_folder(tmp_path / "videos", count=3, frames=12, seed=402)
+    source = f"folder={tmp_path / 'videos'}"
+
+    def config(out, **kw):
+        kw = {"data": [source], "backbone": str(tiny_model.backbone), "weights": str(tiny_model.weights), **kw}
+        return TrainConfig(variant=tiny_model.variant, out=str(tmp_path / out), epochs=1, pairs_per_epoch=16,
+                           batch_size=8, workers=0, device="cpu", progress=False, **kw)
+
+    def parts(cfg, pairs=16):
+        variant = load_config(cfg.variant)
+        model = build_training_model(variant, backbone=str(tiny_model.backbone), weights=str(tiny_model.weights),
+                                     rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora, seed=cfg.seed)
+        spec = parse_source(source)
+        data = PairDataset([read_source(spec)], [spec.weight], variant, pairs_per_epoch=pairs, seed=cfg.seed,
+                           max_gap=cfg.max_gap)
+        return model, data
+
+    torch.manual_seed(0)
+    assert Trainer(config("default"), log=lambda _: None).run() == 0
+    default = load_file(str(tmp_path / "default" / "lorat.bin"))
+
+    # Every part given (none of --data, --backbone, --weights is read: they are absent).
+    cfg = config("given", data=[], backbone=None, weights=None)
+    model, data = parts(cfg)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, epochs=cfg.epochs, iters_per_epoch=cfg.steps_per_epoch,
+                                warmup_epochs=cfg.warmup_epochs, lr=cfg.lr, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr)
+    lines = []
+    trainer = Trainer(cfg, log=lines.append, model=model, train_data=data, criterion=LoRATCriterion(),
+                      optimizer=optimizer, scheduler=scheduler)
+    assert trainer.run() == 0
+    assert trainer.model is model and trainer.optimizer is optimizer and trainer.train_data is data
+    given = load_file(str(tmp_path / "given" / "lorat.bin"))
+    assert sorted(given) == sorted(default)
+    assert all(torch.equal(given[k], default[k]) for k in default)
+    assert any("3 training sequences" in line for line in lines)  # a PairDataset's sequences are known
+
+    # Another optimizer (driven by the default schedule) and loss: those are the ones used.
+    class CountingLoss(LoRATCriterion):
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            CountingLoss.calls += 1
+            return super().forward(*args, **kwargs)
+
+    cfg = config("sgd")
+    model, _ = parts(cfg)
+    sgd = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    assert Trainer(cfg, log=lambda _: None, model=model, optimizer=sgd, criterion=CountingLoss()).run() == 0
+    assert CountingLoss.calls == cfg.steps_per_epoch
+    state = torch.load(tmp_path / "sgd" / "checkpoint.pth", weights_only=False)["optimizer"]
+    assert "nesterov" in state["param_groups"][0]  # SGD's, not AdamW's
+    sgd_weights = load_file(str(tmp_path / "sgd" / "lorat.bin"))
+    assert not all(torch.equal(sgd_weights[k], default[k]) for k in default)
+
+    # Parts that cannot work are refused before anything is written.
+    with pytest.raises(TrainingConfigError, match="pass optimizer= too"):
+        Trainer(config("bad1"), scheduler=scheduler)
+    with pytest.raises(TrainingConfigError, match=r"model given is variant \(unknown\).*tiny-mlp-224"):
+        Trainer(config("bad2"), model=torch.nn.Linear(2, 2)).run()
+    with pytest.raises(TrainingConfigError, match="given has 8 pairs, an epoch takes 16"):
+        Trainer(config("bad3"), train_data=parts(cfg, pairs=8)[1]).run()
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))

@@ -9,6 +9,8 @@ It only calls the parts (as timm's ``train.py`` calls its loader, scheduler and 
   refuse, ``run.json``; ``checkpoint.py``: ``checkpoint.pth`` (with every RNG), snapshots, ``lorat.bin``;
   ``loader.py``: the data position; ``signals.py``: Ctrl-C / SIGTERM; ``validation.py``: the
   validation loss; ``callbacks.py``: the reporting outputs.
+- ``Trainer`` takes any part ready-made (model, data, loss, optimizer, scheduler) and builds the others
+  from the config (``setup()``).
 - The tracking evaluation of ``--val`` is passed in (``evaluator=``): the CLI gives the GOT-10k
   toolkit's, so this package never imports a harness.
 
@@ -31,7 +33,7 @@ import torch
 from .. import distributed
 from .callbacks import CallbackList, StepLog, TrainerCallback, default_callbacks
 from .checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE, CheckpointSaver, load_trainable, read_checkpoint, save_weights
-from .config import TrainConfig
+from .config import TrainConfig, TrainingConfigError
 from .loader import make_loader
 from .run_folder import check_run_folder, check_same_data, data_fingerprint, write_run_file
 from .signals import StopRequest
@@ -65,18 +67,42 @@ class EpochStats:
 
 
 class Trainer:
-    """Builds everything from a TrainConfig and runs (or resumes) the loop. ``run()`` returns 0 when the
-    run is complete, 130 when it stopped on Ctrl-C / SIGTERM after writing a checkpoint.
+    """Runs (or resumes) the loop of a TrainConfig on its parts. ``run()`` returns 0 when the run is
+    complete, 130 when it stopped on Ctrl-C / SIGTERM after writing a checkpoint.
 
-    ``evaluator``: the tracking evaluation of the ``--val`` sequences (see ``validation.py``; None:
-    validation loss only). ``callbacks``: run after the default ones (``callbacks.default_callbacks``),
-    on rank 0. ``log``: where the log lines go (rank 0; default print).
+    The parts may be passed in, as to transformers' ``Trainer``; each one not given is built from the
+    config by ``setup()`` (the default assembly, which is what ``lorat train`` runs):
+
+    - ``model``: a ``TrainingModel`` (``build_training_model``) of the config's variant; it is moved to
+      the run's device. ``cfg.backbone`` / ``cfg.weights`` are then not read.
+    - ``train_data`` / ``val_data``: map-style datasets of training pairs with ``set_epoch(epoch)``
+      (``PairDataset``); ``cfg.data`` / ``cfg.val`` are then not read. A ``PairDataset``'s sequences
+      are fingerprinted in ``run.json`` like sources (a resume on changed data is refused), and its
+      validation sequences are the ones the ``evaluator`` tracks.
+    - ``criterion``: the loss (``LoRATCriterion``).
+    - ``optimizer`` and ``scheduler``: a torch optimizer over the model's trainable parameters, and a
+      per-step scheduler with timm's ``step_update(step)``; without a scheduler the default one (cosine
+      with warm-up, ``cfg.lr`` ...) drives the given optimizer. A scheduler needs its optimizer.
+    - ``evaluator``: the tracking evaluation of the validation sequences (see ``validation.py``; None:
+      validation loss only). ``callbacks``: run after the default ones (``callbacks.default_callbacks``),
+      on rank 0. ``log``: where the log lines go (rank 0; default print).
+
+    A resumed run restores the state of whatever parts it is given (``state_dict`` / ``load_state_dict``),
+    so give it the same kinds of part as the run that wrote the checkpoint.
     """
 
     def __init__(self, cfg: TrainConfig, evaluator: Union[Evaluator, EvaluatorUnavailable, None] = None,
-                 callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None):
+                 callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None, *,
+                 model: Optional[torch.nn.Module] = None, train_data=None, val_data=None,
+                 criterion: Optional[torch.nn.Module] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+                 scheduler=None):
+        if scheduler is not None and optimizer is None:
+            raise TrainingConfigError("a scheduler was given without its optimizer: pass optimizer= too "
+                                      "(the scheduler drives that optimizer's learning rate)")
         self.cfg = cfg
         self.evaluator = evaluator
+        self.parts = {"model": model, "train_data": train_data, "val_data": val_data, "criterion": criterion,
+                      "optimizer": optimizer, "scheduler": scheduler}
         self.rank, self.world = distributed.rank_and_world()
         self.main = self.rank == 0
         self._log = log or (lambda s: print(s, flush=True))
@@ -94,6 +120,8 @@ class Trainer:
     # ---------------------------------------------------------------- set-up (validates, writes nothing)
 
     def setup(self) -> str:
+        """Validate the config and the run folder and assemble the parts not passed in (writes nothing).
+        Returns the run folder's state: "new", "restart", "resume" or "finished"."""
         from ..config import load_config
         from ..datasets import parse_source, read_source
         from ..runtime import resolve_device
@@ -102,7 +130,7 @@ class Trainer:
         from .model import build_training_model
         from .optim import TrainStep, build_optimizer, build_scheduler, precision_name
 
-        cfg = self.cfg
+        cfg, parts = self.cfg, self.parts
         cfg.check(self.world)
         self.state = check_run_folder(cfg)
         self.checkpoint = None
@@ -111,42 +139,64 @@ class Trainer:
             if self.checkpoint["epoch"] >= cfg.epochs:
                 self.state = "finished"
         self.variant_cfg = load_config(cfg.variant)
+        if parts["model"] is not None:
+            given = getattr(parts["model"], "cfg", None)
+            if getattr(given, "name", None) != self.variant_cfg.name:
+                raise TrainingConfigError(f"the model given is variant {getattr(given, 'name', '(unknown)')}, "
+                                          f"the config's variant is {self.variant_cfg.name}: pass the model of "
+                                          "the config's variant, or set the variant to the model's")
+            self.variant_cfg = given
         if self.state == "finished" and os.path.isfile(os.path.join(cfg.out, WEIGHTS_FILE)):
             return self.state
         self.device = distributed.device_for_rank(resolve_device(cfg.device))
         self.precision = precision_name(cfg.precision, self.device)
 
         # Every annotation line of every source is parsed here, before anything is written.
-        self.sources = [parse_source(s) for s in cfg.data]
-        self.train_sets = [read_source(s) for s in self.sources]
-        self.val_sources = [parse_source(s) for s in cfg.val]
-        # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017, a folder
-        # the whole folder; LaSOT and TrackingNet have no validation split and are refused (read_source).
-        self.val_sets = [read_source(s, split="val") for s in self.val_sources]
-        self.data_fingerprint = data_fingerprint([*cfg.data, *(f"val:{v}" for v in cfg.val)],
+        train_labels, self.train_sets, self.sources = self._sequences(parts["train_data"], cfg.data, "train",
+                                                                      parse_source, read_source)
+        val_labels, self.val_sets, self.val_sources = self._sequences(
+            parts["val_data"], cfg.val, "val", parse_source,
+            # --val got10k=ROOT means GOT-10k val (the official validation set), coco=ROOT val2017, a folder
+            # the whole folder; LaSOT and TrackingNet have no validation split and are refused (read_source).
+            lambda source: read_source(source, split="val"))
+        self.data_fingerprint = data_fingerprint([*train_labels, *(f"val:{v}" for v in val_labels)],
                                                  [*self.train_sets, *self.val_sets])
         if self.state in ("resume", "restart"):  # every rank decides alike (same files); rank 0 writes
             check_same_data(cfg, self.data_fingerprint, self.log, write=self.main)
-        self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
-                                          rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
-                                          grad_checkpointing=cfg.grad_checkpointing, device=self.device,
-                                          seed=cfg.seed)
+        self.model = parts["model"]
+        if self.model is None:
+            self.model = build_training_model(self.variant_cfg, backbone=cfg.backbone, weights=cfg.weights,
+                                              rank=cfg.lora_rank, alpha=cfg.lora_alpha, rslora=cfg.rslora,
+                                              grad_checkpointing=cfg.grad_checkpointing, device=self.device,
+                                              seed=cfg.seed)
+        else:
+            self.model.to(self.device)
         if self.state == "finished":
             return self.state
-        self.train_data = PairDataset(self.train_sets, [s.weight for s in self.sources], self.variant_cfg,
-                                      pairs_per_epoch=cfg.pairs_per_epoch, seed=cfg.seed, max_gap=cfg.max_gap)
-        self.val_data = None
-        if self.val_sets:
+        self.train_data = parts["train_data"]
+        if self.train_data is None:
+            self.train_data = PairDataset(self.train_sets, [s.weight for s in self.sources], self.variant_cfg,
+                                          pairs_per_epoch=cfg.pairs_per_epoch, seed=cfg.seed, max_gap=cfg.max_gap)
+        elif len(self.train_data) < cfg.steps_per_epoch * cfg.batch_size:
+            raise TrainingConfigError(f"the training data given has {len(self.train_data)} pairs, an epoch takes "
+                                      f"{cfg.steps_per_epoch * cfg.batch_size} (--pairs-per-epoch rounded down to "
+                                      "whole batches): give a dataset at least that long, or fewer pairs per epoch")
+        self.val_data = parts["val_data"]
+        if self.val_data is None and self.val_sets:
             # Validation pairs: fixed (epoch 0 of their own seed), so the val loss of two epochs compares.
             n = max(cfg.batch_size, cfg.val_pairs // cfg.batch_size * cfg.batch_size)
             self.val_data = PairDataset(self.val_sets, [s.weight for s in self.val_sources], self.variant_cfg,
                                         pairs_per_epoch=n, seed=cfg.seed + 1, max_gap=cfg.max_gap)
             self.val_data.set_epoch(0)
-        self.criterion = LoRATCriterion()
-        self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, epochs=cfg.epochs, iters_per_epoch=cfg.steps_per_epoch,
-                                         warmup_epochs=cfg.warmup_epochs, lr=cfg.lr, min_lr=cfg.min_lr,
-                                         warmup_lr=cfg.warmup_lr)
+        self.criterion = parts["criterion"] if parts["criterion"] is not None else LoRATCriterion()
+        self.optimizer = parts["optimizer"]
+        if self.optimizer is None:
+            self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = parts["scheduler"]
+        if self.scheduler is None:
+            self.scheduler = build_scheduler(self.optimizer, epochs=cfg.epochs, iters_per_epoch=cfg.steps_per_epoch,
+                                             warmup_epochs=cfg.warmup_epochs, lr=cfg.lr, min_lr=cfg.min_lr,
+                                             warmup_lr=cfg.warmup_lr)
         self.net = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -160,6 +210,16 @@ class Trainer:
                                      identity=cfg.identity(), keep=cfg.keep_checkpoints,
                                      minutes=cfg.checkpoint_minutes, main=self.main)
         return self.state
+
+    @staticmethod
+    def _sequences(dataset, specs: Sequence[str], what: str, parse, read):
+        """(fingerprint labels, sequence lists, parsed sources) of the sources ``specs``, or of a dataset
+        passed in: a ``PairDataset``'s sequence lists (labelled "given train data 0", ...), none otherwise."""
+        if dataset is None:
+            sources = [parse(s) for s in specs]
+            return list(specs), [read(s) for s in sources], sources
+        sets = [list(d) for d in getattr(dataset, "datasets", [])]
+        return [f"given {what} data {i}" for i in range(len(sets))], sets, []
 
     # ---------------------------------------------------------------- state
 
@@ -377,9 +437,12 @@ class Trainer:
         cfg = self.cfg
         n_train = sum(len(d) for d in self.train_sets)
         n_val = sum(len(d) for d in self.val_sets)
+        data = f"{n_train} training sequences"
+        if not self.train_sets:  # a dataset passed in without sequence lists
+            data = f"given training data of {len(self.train_data)} pairs"
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         who = f", {self.world} processes" if self.world > 1 else ""
-        return (f"lorat train: {cfg.variant}, {trainable:,} trainable parameters, {n_train} training sequences"
+        return (f"lorat train: {cfg.variant}, {trainable:,} trainable parameters, {data}"
                 f"{f', {n_val} validation sequences' if n_val else ''}; {cfg.epochs} epochs x {cfg.steps_per_epoch} "
                 f"steps of {cfg.batch_size} pairs on {self.device} ({self.precision}{who}); run folder {cfg.out}")
 
@@ -392,12 +455,13 @@ def _duration(seconds: float) -> str:
 
 
 def train(cfg: TrainConfig, evaluator: Union[Evaluator, EvaluatorUnavailable, None] = None,
-          callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None) -> int:
-    """Run (or resume) ``cfg``; under torchrun every rank calls this. Returns 0 or 130 (interrupted)."""
+          callbacks: Sequence[TrainerCallback] = (), log: Callable[[str], None] = None, **parts) -> int:
+    """Run (or resume) ``cfg``; under torchrun every rank calls this. Returns 0 or 130 (interrupted).
+    ``parts``: any of ``Trainer``'s (model=, train_data=, val_data=, criterion=, optimizer=, scheduler=)."""
     from ..runtime import resolve_device
 
     distributed.init(cfg.device or resolve_device(None))  # the default device decides the backend
     try:
-        return Trainer(cfg, evaluator=evaluator, callbacks=callbacks, log=log).run()
+        return Trainer(cfg, evaluator=evaluator, callbacks=callbacks, log=log, **parts).run()
     finally:
         distributed.cleanup()
