@@ -46,6 +46,39 @@ class TinyModel:
 def tiny_model() -> TinyModel:
     return TinyModel("tiny-mlp", "224")
 
+# ------------------------------------------------------------------ shared by several test modules
+
+@pytest.fixture(scope="session")
+def sequence():
+    """A 10-frame 320x240 synthetic sequence (``lorat_tracker.demo``), in memory: the adapters' input."""
+    from lorat_tracker.demo import render_sequence
+
+    return render_sequence(num_frames=10, size_wh=(320, 240), seed=7)
+
+
+@pytest.fixture(scope="session")
+def core_predictions(sequence, tiny_model):
+    """The core tracker's predictions on ``sequence`` (frames 1..): what every adapter must reproduce."""
+    tracker = tiny_model.tracker()
+    tracker.initialize(sequence.frames[0], sequence.boxes[0, 0])
+    return [tracker.track(f) for f in sequence.frames[1:]]
+
+
+@pytest.fixture(scope="session")
+def sam_file(tmp_path_factory):
+    """The test-size SAM v1 model (``tiny_sam``) as a checkpoint file in the official format."""
+    import tiny_sam
+
+    return tiny_sam.save_checkpoint(tmp_path_factory.mktemp("sam") / "sam_tiny.pth")
+
+
+@pytest.fixture(scope="module")
+def refiner():
+    """The test-size SAM v1 box-to-mask refiner (one per module: a module may patch it)."""
+    import tiny_sam
+
+    return tiny_sam.refiner()
+
 
 # After OpenVINO has run in a process, DataLoader workers started later in that process crashed it with
 # SIGSEGV (reproduced: test_backends.py then `lorat train --workers 1` in one pytest process; not seen

@@ -86,3 +86,8 @@ def finish(nodes: list, timeout: float = 300) -> list:
             f.close()
         out.append((node.returncode, texts[0], texts[1] + note))
     return out
+
+
+def box_arg(box) -> str:
+    """A box as a ``--box`` argument: ``x,y,w,h`` in the shortest exact spelling."""
+    return ",".join(f"{v:g}" for v in box)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from run_cli import REPO, run_lorat
+from run_cli import REPO, box_arg, run_lorat
 
 from lorat_tracker import LoRATTracker
 from lorat_tracker.cli import main as lorat_main
@@ -55,10 +55,6 @@ def clip(tmp_path_factory):
     for k, frame in enumerate(seq.frames):
         cv2.imwrite(str(root / f"{k:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return root, seq
-
-
-def box_arg(box) -> str:
-    return ",".join(f"{v:g}" for v in box)
 
 
 def read_rows(path: Path) -> np.ndarray:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from run_cli import run_lorat
+from run_cli import box_arg, run_lorat
 from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.cli import main as lorat_main
@@ -41,10 +41,6 @@ def count_video_frames(path: Path) -> int:
         n += 1
     cap.release()
     return n
-
-
-def box_arg(box) -> str:
-    return ",".join(f"{v:g}" for v in box)
 
 
 @pytest.fixture(scope="module")

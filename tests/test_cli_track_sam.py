@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("segment_anything")
 
 import tiny_sam  # noqa: E402
+from run_cli import box_arg  # noqa: E402
 from lorat_tracker.demo import render_sequence  # noqa: E402
 
 from lorat_tracker.cli import main as lorat_main  # noqa: E402
@@ -27,15 +28,6 @@ def frames(tmp_path_factory):
     for i, f in enumerate(seq.frames):
         cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     return folder, seq.boxes[0][0]
-
-
-@pytest.fixture(scope="module")
-def sam_file(tmp_path_factory):
-    return tiny_sam.save_checkpoint(tmp_path_factory.mktemp("sam") / "sam_tiny.pth")
-
-
-def box_arg(box) -> str:
-    return ",".join(f"{v:g}" for v in box)
 
 
 @pytest.mark.slow

@@ -5,22 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lorat_tracker.demo import render_sequence
 
 from lorat_tracker.integrations.opencv import DEFAULT_SCORE_THRESHOLD, TrackerLoRAT, create, to_int_rect
 from lorat_tracker import InvalidBoxError, NotInitializedError
-
-
-@pytest.fixture(scope="module")
-def sequence():
-    return render_sequence(num_frames=10, size_wh=(320, 240), seed=9)
-
-
-@pytest.fixture(scope="module")
-def core_predictions(sequence, tiny_model):
-    tracker = tiny_model.tracker()
-    tracker.initialize(sequence.frames[0], sequence.boxes[0, 0])
-    return [tracker.track(f) for f in sequence.frames[1:]]
 
 
 @pytest.mark.parametrize("box, rect", [

@@ -23,18 +23,6 @@ from lorat_tracker.integrations.pytracking.__main__ import main as install_main
 from lorat_tracker import InvalidBoxError, NotInitializedError
 
 
-@pytest.fixture(scope="module")
-def sequence():
-    return render_sequence(num_frames=10, size_wh=(320, 240), seed=7)
-
-
-@pytest.fixture(scope="module")
-def core_predictions(sequence, tiny_model):
-    tracker = tiny_model.tracker()
-    tracker.initialize(sequence.frames[0], sequence.boxes[0, 0])
-    return [tracker.track(f) for f in sequence.frames[1:]]
-
-
 def params_for(tiny_model) -> TrackerParams:
     return lorat_params(tiny_model.variant, str(tiny_model.weights), str(tiny_model.backbone), device="cpu")
 

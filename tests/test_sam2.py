@@ -15,6 +15,7 @@ import torch
 pytest.importorskip("sam2")
 
 from lorat_tracker.demo import render_sequence  # noqa: E402
+from run_cli import box_arg  # noqa: E402
 from lorat_tracker.segmentation import BoxToMask, SamCheckpointError, Sam2BoxToMask  # noqa: E402
 from lorat_tracker.segmentation.sam2 import (clip_box, detect_sam2_architecture, normalize_size,  # noqa: E402
                                              read_sam2_checkpoint)
@@ -116,10 +117,6 @@ def frames(tmp_path_factory):
     return folder, seq.boxes[0][0]
 
 
-def _box_arg(box) -> str:
-    return ",".join(f"{v:g}" for v in box)
-
-
 @pytest.mark.slow
 def test_track_writes_sam2_masks(frames, sam2_file, tiny_model, tmp_path, capsys):
     import cv2
@@ -128,7 +125,7 @@ def test_track_writes_sam2_masks(frames, sam2_file, tiny_model, tmp_path, capsys
     from lorat_tracker.images import read_rgb
 
     folder, box = frames
-    code = lorat_main(["track", str(folder), "--box", _box_arg(box), *tiny_model.cli_args(), "--device", "cpu",
+    code = lorat_main(["track", str(folder), "--box", box_arg(box), *tiny_model.cli_args(), "--device", "cpu",
                        "--masks", "sam2", "--sam-checkpoint", str(sam2_file), "--sam-type", "tiny",
                        "--mask-dir", str(tmp_path / "m"), "--output", str(tmp_path / "b.txt"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
@@ -171,7 +168,7 @@ def test_sam2_mistakes_give_one_line(frames, sam2_file, tiny_model, tmp_path, ca
     if case == "not-installed":
         for name in ("sam2", "sam2.build_sam", "sam2.sam2_image_predictor"):
             monkeypatch.setitem(sys.modules, name, None)
-    code = lorat_main(["track", str(folder), f"--box={_box_arg(box)}", *tiny_model.cli_args(), "--device", "cpu",
+    code = lorat_main(["track", str(folder), f"--box={box_arg(box)}", *tiny_model.cli_args(), "--device", "cpu",
                        "--output", str(tmp_path / "b.txt"), "--no-progress", *extra, *mask_dir])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("lorat track: error:") and expected in err[0], err

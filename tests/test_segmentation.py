@@ -56,11 +56,6 @@ pytestmark = pytest.mark.xdist_group("segmentation-fixture")
 
 
 @pytest.fixture(scope="module")
-def refiner():
-    return tiny_sam.refiner()
-
-
-@pytest.fixture(scope="module")
 def runs(refiner):
     """Per fixture frame: the refiner's masks and what it computed on the way (recorded, not recomputed)."""
     seen = {}

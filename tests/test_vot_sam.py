@@ -30,16 +30,6 @@ from lorat_tracker.integrations.vot.regions import mask_bbox_xywh  # noqa: E402
 ID = "LoRAT_tiny_SAM"
 
 
-@pytest.fixture(scope="module")
-def sam_file(tmp_path_factory):
-    return tiny_sam.save_checkpoint(tmp_path_factory.mktemp("sam") / "sam_tiny.pth")
-
-
-@pytest.fixture(scope="module")
-def refiner():
-    return tiny_sam.refiner()
-
-
 def register_sam(ws, tiny_model, sam_file, name=ID):
     return ok(lorat("vot", "register", "--workspace", ws, *tiny_model.cli_args(), "--name", name, "--device", "cpu",
                     "--masks", "sam", "--sam-checkpoint", sam_file, "--no-check"))
