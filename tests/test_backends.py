@@ -97,6 +97,7 @@ def test_step_with_several_targets_dynamic_fixed_and_split_batches(backend, onnx
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.slow
 def test_constructor_takes_a_torch_model(backend, onnx_files):
     _, net = onnx_files["tiny-swiglu-224"]
     seq = render_sequence(num_frames=5, seed=3)
@@ -108,6 +109,7 @@ def test_constructor_takes_a_torch_model(backend, onnx_files):
         np.testing.assert_allclose(b.track(frame).box, a.track(frame).box, rtol=0, atol=BOX_TOLERANCE_PX)
 
 
+@pytest.mark.slow
 def test_export_leaves_the_callers_model_as_it_was(onnx_files, tmp_path):
     """Exported on the CPU in eval mode, then back to the caller's device and mode (a CUDA model given to
     LoRATTracker(net, backend=...) stayed on the CPU before; here the mode shows it)."""
@@ -120,6 +122,7 @@ def test_export_leaves_the_callers_model_as_it_was(onnx_files, tmp_path):
         net.eval()
 
 
+@pytest.mark.slow
 def test_cli_export_round_trip_and_info(tiny_model, tmp_path, capsys):
     out = tmp_path / "tiny.onnx"
     r = run_lorat("export", *tiny_model.cli_args(), "--format", "onnx", "--out", out)
@@ -147,6 +150,7 @@ def test_cli_export_round_trip_and_info(tiny_model, tmp_path, capsys):
             np.testing.assert_allclose(tr.track(frame).box, want, rtol=0, atol=BOX_TOLERANCE_PX)
 
 
+@pytest.mark.slow
 def test_merged_export_is_converted_once_and_cached_beside_it(onnx_files, tmp_path):
     _, net = onnx_files["tiny-mlp-224"]
     merged = tmp_path / "tiny.safetensors"
@@ -166,6 +170,7 @@ def test_merged_export_is_converted_once_and_cached_beside_it(onnx_files, tmp_pa
     assert again.cfg.name == "tiny-swiglu-224" and read_onnx(cached).stored_variant == "tiny-swiglu-224"
 
 
+@pytest.mark.slow
 def test_cached_conversion_keeps_the_exports_configuration(onnx_files, tmp_path):
     """The first caller's variant (same network, other tracking settings) is applied to that caller only:
     the cache holds the export's own configuration, which a later variant-less load gets."""
@@ -222,6 +227,7 @@ def _set_prop(key, value):
     return edit
 
 
+@pytest.mark.slow
 def test_bad_onnx_files_are_refused_with_one_line(onnx_files, tmp_path):
     path, _ = onnx_files["tiny-mlp-224"]
     other, _ = onnx_files["tiny-mlp-378"]

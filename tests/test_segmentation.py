@@ -243,6 +243,7 @@ def test_sam_failure_on_a_frame_falls_back_to_the_box(refiner, monkeypatch):
     assert [k for k, _ in nan_refiner.last_failures] == [0] and "NaN" in nan_refiner.last_failures[0][1]
 
 
+@pytest.mark.slow
 def test_typed_results_and_the_tracker_warns_on_a_fallback(refiner, tiny_model):
     """``refine`` gives one MaskResult per box: SAM's mask (the same as ``__call__``'s) or the filled box
     and why; the tracker warns with MaskFallbackWarning naming the target and uses the box."""

@@ -305,6 +305,7 @@ def loader_batches(folder, workers):
     return dataset, list(make_loader(dataset, [0, 1], batch_size=4, rank=0, world=1, workers=workers))
 
 
+@pytest.mark.slow
 def test_pairs_are_identical_with_0_and_2_workers(folder_source, tmp_path):
     dataset, one = loader_batches(folder_source, 0)
     # The 2 workers in a process of their own, as every run with data workers in this suite: a process
@@ -341,6 +342,7 @@ class NoPairs(torch.utils.data.Dataset):
         raise DatasetLayoutError(f"no usable training pair (sample {index})")
 
 
+@pytest.mark.slow
 def test_a_data_error_in_a_worker_is_one_line():
     """torch re-raises a worker's exception with the worker's traceback as its message; the loader gives
     the project's error back with its own one-line message (the CLI prints it as is)."""

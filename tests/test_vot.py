@@ -262,6 +262,7 @@ def trax_states(output: str):
     return states
 
 
+@pytest.mark.slow
 def test_vot_test_passes_and_unreadable_frame_gets_last_box(box_ws, tmp_path, tiny_model):
     """`vot test ID` on a sequence whose 4th frame is not an image: the test passes, that frame is
     answered with the last box, and tracking goes on exactly like the core tracker skipping it."""

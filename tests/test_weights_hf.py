@@ -291,6 +291,7 @@ def test_sharded_checkpoint_is_refused_with_advice(mlp_folder):
         build_model("tiny-mlp-224", WEIGHTS, mlp_folder)
 
 
+@pytest.mark.slow
 def test_the_folder_is_taken_at_the_command_line_as_docs_weights_md_says(saved_mlp, tmp_path):
     """`lorat track --backbone FOLDER` was refused by the file check ("is a directory") and `lorat train`
     said such a folder "does not exist"."""
