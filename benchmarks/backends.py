@@ -141,20 +141,15 @@ def agreement(trackers, frames, boxes, progress=True):
 def network_agreement(trackers, frames, boxes):
     """The network alone on identical inputs (crops around the true box): every cell's box and score,
     not just the chosen one, so it stays informative when random weights give flat score maps."""
-    from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box
-
     ref = trackers[("torch", "fp32", False)]
-    cfg, size = ref.cfg, ref.cfg.search.size
+    size = ref.cfg.search.size
     target = ref.new_target(frames[0], boxes[0])
     outputs = {key: [] for key in trackers}
     for t in range(1, len(frames)):
         x0, y0, w, h = boxes[t]
-        s, tr = nominal_crop_params(search_crop_box((x0, y0, x0 + w, y0 + h), cfg.tracking.min_object_size),
-                                    cfg.search.area_factor, (size, size))
-        x = ref._normalize(pixel_aligned_crop(frames[t], s, tr, (size, size), target.fill)[0][None])
+        x = ref.search_input(frames[t], (x0, y0, x0 + w, y0 + h), target)
         for key, tracker in trackers.items():
-            with torch.inference_mode(), tracker._autocast():
-                score_map, cell_boxes = tracker._forward(target.template[None], x, target.mask[None])
+            score_map, cell_boxes = tracker.network_outputs(target.template[None], x, target.mask[None])
             outputs[key].append((score_map.float().sigmoid().cpu().numpy().ravel(),
                                  cell_boxes.float().cpu().numpy().reshape(-1, 4) * size))
     result = {}

@@ -30,7 +30,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lorat_tracker.cropping import nominal_crop_params, pixel_aligned_crop, search_crop_box  # noqa: E402
 from lorat_tracker.model import LoRATModel  # noqa: E402
 from lorat_tracker.tracker import LoRATTracker  # noqa: E402
 
@@ -75,14 +74,9 @@ class Config:
         self._restart()
         # Bare forward on exactly what step() feeds the network: the targets' templates/masks and
         # the search crops of frame 1.
-        tr, cfg = self.tracker, self.tracker.cfg
-        size = cfg.search.size
-        x = torch.empty(batch, 3, size, size, dtype=torch.float32, device=tr.device)
-        for i, (tgt, (frames, _)) in enumerate(zip(self.targets, self.sequences)):
-            s, t = nominal_crop_params(search_crop_box(tgt.box, cfg.tracking.min_object_size),
-                                       cfg.search.area_factor, (size, size))
-            pixel_aligned_crop(frames[1], s, t, (size, size), tgt.fill, out=x[i])
-        self.x = tr._normalize(x)
+        tr = self.tracker
+        self.x = torch.cat([tr.search_input(frames[1], tgt.box, tgt)
+                            for tgt, (frames, _) in zip(self.targets, self.sequences)])
         self.z = torch.stack([t.template for t in self.targets])
         self.mask = torch.stack([t.mask for t in self.targets])
         self.bare_s, self.track_s = [], []
@@ -100,8 +94,7 @@ class Config:
         tr = self.tracker
         sync(tr.device)
         start = time.perf_counter()
-        with torch.inference_mode(), tr._autocast():
-            out = tr._forward(self.z, self.x, self.mask)
+        out = tr.network_outputs(self.z, self.x, self.mask)
         sync(tr.device)
         del out
         return time.perf_counter() - start
@@ -173,18 +166,13 @@ def precision_agreement(model, args, precision: str, frames, boxes) -> dict:
     # Network-level agreement on identical inputs (crops around the true box): every cell's box,
     # not just the argmax one, so it stays meaningful when random weights give flat score maps.
     cells, score_diff = [], 0.0
-    cfg, size = ref.cfg, ref.cfg.search.size
     target = ref.new_target(frames[0], boxes[0])
     for t in range(1, len(frames)):
         x0, y0, w, h = boxes[t]
-        s, tr = nominal_crop_params(search_crop_box((x0, y0, x0 + w, y0 + h), cfg.tracking.min_object_size),
-                                    cfg.search.area_factor, (size, size))
-        x = ref._normalize(pixel_aligned_crop(frames[t], s, tr, (size, size), target.fill)[0][None])
+        x = ref.search_input(frames[t], (x0, y0, x0 + w, y0 + h), target)
         z, mask = target.template[None], target.mask[None]
-        with torch.inference_mode():
-            s32, b32 = ref.model(z, x, mask)
-            with low._autocast():
-                s16, b16 = low.model(z, x, mask)
+        s32, b32 = ref.network_outputs(z, x, mask)
+        s16, b16 = low.network_outputs(z, x, mask)
         a, b = b32.reshape(-1, 4).double().cpu().numpy(), b16.reshape(-1, 4).double().cpu().numpy()
         cells.append(iou(np.c_[a[:, :2], a[:, 2:] - a[:, :2]], np.c_[b[:, :2], b[:, 2:] - b[:, :2]]))
         score_diff = max(score_diff, float((s32.sigmoid() - s16.sigmoid()).abs().max()))

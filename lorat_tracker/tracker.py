@@ -226,6 +226,28 @@ class LoRATTracker:
         finally:
             self._forward = network
 
+    def search_input(self, image, box, target: Target) -> torch.Tensor:
+        """The network's search input (1, 3, S, S) for a target last seen at ``box`` (x1, y1, x2, y2) in
+        ``image``: the crop and normalisation of ``step()``, for timing or comparing the network alone."""
+        size = self.cfg.search.size
+        x = torch.empty(1, 3, size, size, dtype=torch.float32, device=self.device)
+        self._search_crop(as_rgb_image(image), np.asarray(box, dtype=np.float64), target.fill, out=x[0])
+        return self._normalize(x)
+
+    def network_outputs(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor):
+        """(score map, per-cell boxes) of the network, whichever backend, in the tracker's precision, on
+        batched inputs as the network gets them (``Target.template`` / ``Target.mask`` stacked, and
+        ``search_input``): what ``step()`` runs between the crops and the Hann-window selection."""
+        with torch.inference_mode(), self._autocast():
+            return self._forward(z, x, z_feat_mask)
+
+    def _search_crop(self, frame: np.ndarray, box, fill, out: torch.Tensor) -> CropParams:
+        cfg = self.cfg
+        size = cfg.search.size
+        crop_box = search_crop_box(box, cfg.tracking.min_object_size)
+        s, t = nominal_crop_params(crop_box, cfg.search.area_factor, (size, size))
+        return pixel_aligned_crop(frame, s, t, (size, size), fill, out=out)[1]
+
     def new_target(self, image, box) -> Target:
         """The per-target state for ``box`` in ``image`` (template crop, mask, padding colour)."""
         image = as_rgb_image(image)
@@ -264,18 +286,14 @@ class LoRATTracker:
         params: List[CropParams] = []
         for i, (tgt, frame) in enumerate(zip(targets, frames)):
             self._check_frame_size(tgt, frame)
-            crop_box = search_crop_box(tgt.box, cfg.tracking.min_object_size)
-            s, t = nominal_crop_params(crop_box, cfg.search.area_factor, (size, size))
-            _, p = pixel_aligned_crop(frame, s, t, (size, size), tgt.fill, out=x[i])
-            params.append(p)
+            params.append(self._search_crop(frame, tgt.box, tgt.fill, out=x[i]))
         x = self._normalize(x)
         if n == 1:
             z, mask = targets[0].template.unsqueeze(0), targets[0].mask.unsqueeze(0)
         else:
             z = torch.stack([t.template for t in targets])
             mask = torch.stack([t.mask for t in targets])
-        with torch.inference_mode(), self._autocast():
-            score_map, boxes = self._forward(z, x, mask)
+        score_map, boxes = self.network_outputs(z, x, mask)
         scores, crop_boxes = self._select(score_map, boxes)
         results = []
         for tgt, frame, p, score, crop_box in zip(targets, frames, params, scores, crop_boxes):

@@ -178,3 +178,22 @@ def test_custom_config_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_search_input_and_network_outputs_are_what_step_runs(tracker, seq):
+    """The public seams the benchmarks time and compare the network through: the search input of a box
+    is the crop step() feeds the network, and network_outputs is its forward."""
+    import torch
+
+    tracker.initialize(seq.frames[0], seq.boxes[0, 0])
+    target = tracker.target
+    before = target.box.copy()
+    seen = []
+    with tracker.recording_network_inputs(lambda z, x, m: seen.append((z.clone(), x.clone(), m.clone()))):
+        tracker.track(seq.frames[1])
+    (z, x, mask), = seen
+    assert torch.equal(x, tracker.search_input(seq.frames[1], before, target))
+    assert torch.equal(z, target.template[None]) and torch.equal(mask, target.mask[None])
+    score_map, boxes = tracker.network_outputs(z, x, mask)
+    assert score_map.shape[0] == 1 and boxes.shape[-1] == 4 and boxes.shape[0] == 1
+    assert not torch.is_inference_mode_enabled()
