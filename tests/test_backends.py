@@ -47,6 +47,37 @@ def onnx_files(tmp_path_factory):
     return out
 
 
+def test_onnxruntime_runs_each_exact_gelu_as_one_node(onnx_files, monkeypatch):
+    """torch's exporter writes GELU as five nodes ONNX Runtime does not fuse; the backend fuses them
+    (ONNX Runtime's transformer optimiser) into one com.microsoft.Gelu computing the same erf formula."""
+    import onnx
+    import onnxruntime as ort
+
+    from lorat_tracker.backends import ort as ort_backend
+
+    rng = np.random.default_rng(0)
+    gelus = 0
+    for variant, (path, net) in onnx_files.items():
+        plain = onnx.load(str(path))
+        fused = onnx.load_from_string(ort_backend.fused_gelu_model(str(path), net.cfg))
+        ops = [n.op_type for n in fused.graph.node]
+        erf = sum(n.op_type == "Erf" for n in plain.graph.node)
+        gelus += erf
+        assert ops.count("Gelu") == erf and "Erf" not in ops, variant
+        cfg = net.cfg
+        feeds = {"z": rng.standard_normal((2, 3, cfg.template.size, cfg.template.size), dtype=np.float32),
+                 "x": rng.standard_normal((2, 3, cfg.search.size, cfg.search.size), dtype=np.float32),
+                 "z_feat_mask": rng.integers(0, 2, (2, cfg.template_grid, cfg.template_grid)).astype(np.int64)}
+        a = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+        b = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+        for u, v in zip(a, b):
+            assert np.abs(u - v).max() <= 1e-5, variant
+    assert gelus, "no reference variant has a GELU: the fusion went untested"
+    monkeypatch.setattr(ort_backend, "FUSE_MAX_BYTES", 0)  # too big to hold in memory: the file as it is
+    path, net = next(iter(onnx_files.values()))
+    assert ort_backend.fused_gelu_model(str(path), net.cfg) == str(path)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_every_reference_case_matches_torch_fp32(backend, onnx_files):
     worst = 0.0
