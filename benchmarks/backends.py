@@ -59,7 +59,7 @@ class Config:
         self.backend, self.precision, self.compile, self.batch = backend, precision, compile, batch
         self.tracker = tracker
         self.sequences = [sequences[i % len(sequences)] for i in range(batch)]
-        self.step_s = []
+        self.step_s, self.floor_ms = [], []
         self._restart()
 
     @property
@@ -112,13 +112,18 @@ def build_trackers(model, onnx_path, device, candidates, calibration):
     return trackers, skipped
 
 
-def measure(configs, rounds, record, desc, progress=True):
+def measure(configs, rounds, record, desc, progress=True, probes=None):
+    """Interleaved rounds; with ``probes`` (precision -> FloorProbe), each recorded step is followed by
+    a floor sample of its precision, so "x of the floor" compares a step with the floor of its moment."""
     for r in tqdm(range(rounds), desc=desc, unit="round", file=sys.stderr, disable=not progress, dynamic_ncols=True):
         shift = r % len(configs)
         for cfg in configs[shift:] + configs[:shift]:
             elapsed = cfg.step()
             if record:
                 cfg.step_s.append(elapsed)
+                probe = (probes or {}).get(cfg.precision)
+                if probe is not None:
+                    cfg.floor_ms.append(probe.sample())
 
 
 def agreement(trackers, frames, boxes, progress=True):
@@ -202,19 +207,20 @@ def main(argv=None) -> int:
         for batch in batches:
             configs = [Config(*key, batch, tr, sequences) for key, tr in trackers.items()]
             measure(configs, args.warmup, False, f"{variant} b{batch} warm-up", args.progress)
-            measure(configs, args.rounds, True, f"{variant} b{batch} timing", args.progress)
+            probes = common.probes(trackers[("torch", "fp32", False)].cfg, sorted({c.precision for c in configs}),
+                                   device)
+            measure(configs, args.rounds, True, f"{variant} b{batch} timing", args.progress, probes)
             base = next(c for c in configs if (c.backend, c.precision) == ("torch", "fp32"))
-            floor_of = common.floors(trackers[("torch", "fp32", False)].cfg,
-                                     sorted({c.precision for c in configs}), device)
+            floor_of = {p: probe and probe.floor for p, probe in probes.items()}
             for c in configs:
                 times = np.array(c.step_s)
+                floor_ms, x = common.paired_floor(probes.get(c.precision), times * 1e3 / batch, c.floor_ms)
                 rows.append({"backend": c.backend, "precision": c.precision, "compile": c.compile, "batch": batch,
                              "label": c.label, "step_ms": float(np.median(times) * 1e3),
                              "step_ms_min_max": [float(times.min() * 1e3), float(times.max() * 1e3)],
                              "ms_per_target": float(np.median(times) * 1e3 / batch),
                              "vs_torch_fp32": float(np.median(np.array(base.step_s) / times)),
-                             "x_of_floor": (floor_of[c.precision].times(float(np.median(times) * 1e3 / batch))
-                                            if floor_of.get(c.precision) else None)})
+                             "floor_ms": floor_ms, "x_of_floor": x})
         agree = {}
         if args.iou_frames > 0:
             frames, boxes = render_sequence(args.iou_frames + 1, seed=args.seed + 100)

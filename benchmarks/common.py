@@ -73,8 +73,9 @@ def apply_runtime(args):
     return torch.device(getattr(args, "device", "cpu"))
 
 
-def floors(cfg, precisions, device) -> dict:
-    """precision -> ``roofline.Floor`` measured now, in this run (None off the CPU, or without the units)."""
+def probes(cfg, precisions, device) -> dict:
+    """precision -> ``roofline.FloorProbe`` (its ``floor`` measured now; ``sample()`` after each timed
+    round pairs the round with the floor of that moment); None off the CPU or without the units."""
     from lorat_tracker import roofline
 
     if device.type != "cpu":
@@ -82,12 +83,24 @@ def floors(cfg, precisions, device) -> dict:
     out = {}
     for p in precisions:
         name = "fp32" if p == "auto" else p
-        out[p] = roofline.floor(cfg, name) if name in roofline.LIBRARIES else None
+        out[p] = roofline.FloorProbe.of(cfg, name) if name in roofline.LIBRARIES else None
     return out
 
 
-def x_of_floor(floor, ms_per_frame) -> str:
-    return f"{floor.times(ms_per_frame):.2f}x" if floor is not None else "-"
+def paired_floor(probe, frame_ms, floor_ms) -> tuple:
+    """(floor ms: the median of the samples, x of the floor: the median of the per-round ratios), or
+    (None, None) without a probe."""
+    import numpy as np
+
+    from lorat_tracker import roofline
+
+    if probe is None or not floor_ms:
+        return None, None
+    return float(np.median(floor_ms)), roofline.x_of_floor(frame_ms, floor_ms)
+
+
+def x_of_floor(x) -> str:
+    return f"{x:.2f}x" if x is not None else "-"
 
 
 def comma_list(text: str, kind=str) -> list:

@@ -79,7 +79,7 @@ class Config:
                             for tgt, (frames, _) in zip(self.targets, self.sequences)])
         self.z = torch.stack([t.template for t in self.targets])
         self.mask = torch.stack([t.mask for t in self.targets])
-        self.bare_s, self.track_s = [], []
+        self.bare_s, self.track_s, self.floor_ms = [], [], []
         self.peak_mem = None
 
     def _restart(self):
@@ -114,7 +114,9 @@ class Config:
 
 
 def measure(configs, rounds: int, record: bool, device: torch.device, desc: str = "timing",
-            progress: bool = True):
+            progress: bool = True, probes=None):
+    """Rounds of every configuration; with ``probes`` (precision -> FloorProbe), each recorded round is
+    followed by a floor sample of its precision (its "x of the floor" pairs the two)."""
     # Progress on stderr: a B-224 run on a CPU takes minutes, and the table comes only at the end.
     for r in tqdm(range(rounds), desc=desc, unit="round", file=sys.stderr, disable=not progress,
                   dynamic_ncols=True):
@@ -126,6 +128,9 @@ def measure(configs, rounds: int, record: bool, device: torch.device, desc: str 
             if record:
                 cfg.bare_s.append(times["bare"])
                 cfg.track_s.append(times["track"])
+                probe = (probes or {}).get(cfg.precision)
+                if probe is not None:
+                    cfg.floor_ms.append(probe.sample())
                 if device.type == "cuda":
                     cfg.peak_mem = max(cfg.peak_mem or 0, torch.cuda.max_memory_allocated(device))
 
@@ -239,15 +244,16 @@ def main(argv=None) -> int:
     configs = [Config(model, args, p, b, sequences) for b in batches for p in precisions]
     names = ", ".join(f"{c.precision}/b{c.batch}" for c in configs)
     measure(configs, args.warmup, record=False, device=device, desc=f"warm-up ({names})", progress=args.progress)
-    measure(configs, args.frames, record=True, device=device, desc=f"timing ({names})", progress=args.progress)
+    probes = common.probes(model.cfg, precisions, device)
+    measure(configs, args.frames, record=True, device=device, desc=f"timing ({names})", progress=args.progress,
+            probes=probes)
     rows = [summarize(c) for c in configs]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
-    floor_of = common.floors(model.cfg, precisions, device)
-    for r in rows:
-        f = floor_of.get(r["precision"])
-        r["floor_ms"] = f.ms if f else None
-        r["x_of_floor"] = f.times(r["ms_per_frame"]) if f else None
+    floor_of = {p: probe and probe.floor for p, probe in probes.items()}
+    for c, r in zip(configs, rows):
+        r["floor_ms"], r["x_of_floor"] = common.paired_floor(probes.get(c.precision),
+                                                             np.array(c.track_s) * 1e3 / c.batch, c.floor_ms)
     by_key = {(r["precision"], r["batch_size"]): r for r in rows}
     for r in rows:
         one = by_key.get((r["precision"], 1))
@@ -280,7 +286,7 @@ def main(argv=None) -> int:
         print(f"{r['precision']:>9} {r['batch_size']:>5} {r['bare_ms']:>9.1f} {r['track_ms']:>9.1f} "
               f"{r['track_over_bare']:>10.3f} {r['ms_per_frame']:>9.1f} {r['fps']:>7.2f} "
               f"{f(r['speedup_vs_fp32'], '8.2f'):>8} {f(r['fps_gain_vs_batch1'], '7.2f'):>7} "
-              f"{common.x_of_floor(floor_of.get(r['precision']), r['ms_per_frame']):>8}")
+              f"{common.x_of_floor(r['x_of_floor']):>8}")
     for p, fl in floor_of.items():
         if fl is not None:
             print(f"floor {p}: {fl.gflop:.1f} GFLOP per frame at {fl.rate:.0f} GFLOP/s ({fl.library}, best of "

@@ -3,7 +3,8 @@
 For one variant (random weights of its size unless weights are given: speed does not depend on the
 values), each backend and precision that can run here tracks the same synthetic sequence. Reported
 per configuration: ms per frame (median of ``track()``), "x of the floor" (``roofline``: the frame's
-products at this CPU's best GEMM rate in that precision) and the boxes' agreement with torch fp32.
+products at this CPU's best GEMM rate in that precision, sampled right after each timed frame; the
+median of the per-frame ratios) and the boxes' agreement with torch fp32.
 "exact" means every box within ``EXACT_PX`` of torch fp32's; the advice is the fastest exact
 configuration, and the fastest one overall with its agreement.
 """
@@ -25,7 +26,8 @@ class BenchRow:
     precision: str
     compile: Optional[str] = None       # torch's compile mode ("onednn"), None for none
     ms_per_frame: Optional[float] = None
-    floor_ms: Optional[float] = None
+    floor_ms: Optional[float] = None    # median of the floor sampled after each timed frame
+    paired_x: Optional[float] = None    # median of (frame ms / the floor sampled right after it)
     max_box_dev_px: Optional[float] = None
     mean_iou: Optional[float] = None
     skipped: Optional[str] = None       # why it did not run here
@@ -36,6 +38,8 @@ class BenchRow:
 
     @property
     def x_of_floor(self) -> Optional[float]:
+        if self.paired_x is not None:
+            return self.paired_x
         return None if self.ms_per_frame is None or not self.floor_ms else self.ms_per_frame / self.floor_ms
 
     @property
@@ -106,7 +110,9 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
     threads = torch.get_num_threads()
     flops = roofline.frame_flops(cfg)
     log(f"{cfg.name}: {flops.total:.1f} GFLOP per frame; measuring this CPU's GEMM rates ({threads} threads) ...")
-    floors = {p: roofline.floor(cfg, p) for p in ("fp32", "bf16", "int8")}
+    needed = {precision for backend, precision, _ in candidates() if not only or backend in only}
+    probes = {p: roofline.FloorProbe.of(cfg, p) for p in ("fp32", "bf16", "int8") if p in needed}
+    floors = {p: probe and probe.floor for p, probe in probes.items()}
     rows: List[BenchRow] = []
     reference = None
     with tempfile.TemporaryDirectory(prefix="lorat-bench-") as tmp:
@@ -115,8 +121,7 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
                 continue
             row = BenchRow(backend, precision, compile)
             rows.append(row)
-            floor = floors.get(precision)
-            row.floor_ms = floor.ms if floor else None
+            probe = probes.get(precision)
             if precision == "bf16" and not roofline.has_bf16_units():
                 row.skipped = "no bf16 units on this CPU (AVX512-BF16 / AMX): emulated, several times slower than fp32"
                 continue
@@ -129,15 +134,20 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
                 row.skipped = str(e).split(" - ")[0].splitlines()[0]
                 continue
             tracker.initialize(seq.frames[0], init_box)
-            times, boxes = [], []
+            times, floor_ms, boxes = [], [], []
             for i, frame in enumerate(seq.frames[1:]):
                 start = time.perf_counter()
                 result = tracker.track(frame)
                 elapsed = time.perf_counter() - start
                 boxes.append(result.box)
                 if i >= warmup:
-                    times.append(elapsed)
-            row.ms_per_frame = float(np.median(times)) * 1e3
+                    times.append(elapsed * 1e3)
+                    if probe is not None:  # the floor of this moment (a shared host's speed drifts)
+                        floor_ms.append(probe.sample())
+            row.ms_per_frame = float(np.median(times))
+            if floor_ms:
+                row.floor_ms = float(np.median(floor_ms))
+                row.paired_x = roofline.x_of_floor(times, floor_ms)
             boxes = np.asarray(boxes, dtype=np.float64)
             if reference is None and (backend, precision, compile) == ("torch", "fp32", None):
                 reference = boxes

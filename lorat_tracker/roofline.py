@@ -16,13 +16,18 @@ before any framework overhead. "x of the floor" in the speed tables is ``ms per 
 FLOPs count a multiply-add as 2 and cover the products only (``frame_flops``): qkv, proj, fc1, fc2 and
 attention's QK^T and AV per block over template + search tokens, plus the patch embedding and the
 head. Softmax, GELU, LayerNorm and the crops are not counted: they are what the floor leaves out.
+
+On a shared host the speed of the same product changes by up to 2x within minutes (measured: ONNX
+Runtime's 2048 x 2048 fp32 product at 197 to 434 GFLOP/s on one 2-core Zen 4 VM in one hour), so a
+floor measured once and a frame timed a minute later do not compare. ``FloorProbe`` samples the floor
+right after each timed frame instead, and "x of the floor" is the median of the per-frame ratios.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 SQUARE_N = 2048  # 17 GFLOP per fp32 product: ~0.1 s on 2 cores, large enough for every kernel's peak
 
@@ -115,19 +120,27 @@ def square_rate(precision: str = "fp32", n: int = SQUARE_N, seconds: float = 0.3
     torch: ``torch.mm`` (fp32 through its BLAS, MKL in the PyPI wheels; bf16 through oneDNN).
     onnxruntime: one ONNX MatMul (MLAS), fp32. openvino: the same MatMul (oneDNN), fp32 or bf16 by its
     precision hint, or int8 as a quantize-dequantize graph around it, as NNCF writes them."""
+    run = square_product(precision, n, library, threads)
+    return None if run is None else 2 * n ** 3 / _best_seconds(run, seconds) / 1e9
+
+
+def square_product(precision: str = "fp32", n: int = SQUARE_N, library: str = "torch",
+                   threads: Optional[int] = None) -> Optional[Callable[[], object]]:
+    """A callable computing one n x n product in ``library`` and ``precision`` (see ``square_rate``), or
+    None where the library is not installed or has no such kernels."""
     if library == "torch":
-        return _torch_rate(precision, n, seconds)
+        return _torch_product(precision, n)
     if library == "onnxruntime" and precision == "fp32":
-        return _onnx_rate(n, seconds, threads, "onnxruntime", precision)
+        return _onnx_product(n, threads, "onnxruntime", precision)
     if library == "openvino" and precision in ("fp32", "bf16", "int8"):
-        return _onnx_rate(n, seconds, threads, "openvino", precision)
+        return _onnx_product(n, threads, "openvino", precision)
     return None
 
 
 LIBRARIES = {"fp32": ("torch", "onnxruntime", "openvino"), "bf16": ("torch", "openvino"), "int8": ("openvino",)}
 
 
-def _torch_rate(precision: str, n: int, seconds: float) -> Optional[float]:
+def _torch_product(precision: str, n: int):
     import torch
 
     from .runtime import DTYPES
@@ -138,9 +151,11 @@ def _torch_rate(precision: str, n: int, seconds: float) -> Optional[float]:
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(dtype)
     b = torch.randn(n, n, generator=gen).to(dtype)
-    with torch.inference_mode():
-        best = _best_seconds(lambda: torch.mm(a, b), seconds)
-    return 2 * n ** 3 / best / 1e9
+
+    def run():
+        with torch.inference_mode():
+            return torch.mm(a, b)
+    return run
 
 
 def _gemm_onnx(n: int, int8: bool):
@@ -167,7 +182,7 @@ def _gemm_onnx(n: int, int8: bool):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _onnx_rate(n: int, seconds: float, threads: Optional[int], library: str, precision: str) -> Optional[float]:
+def _onnx_product(n: int, threads: Optional[int], library: str, precision: str):
     import tempfile
 
     import numpy as np
@@ -195,14 +210,11 @@ def _onnx_rate(n: int, seconds: float, threads: Optional[int], library: str, pre
             config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                       "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
             request = core.compile_model(core.read_model(path), "CPU", config).create_infer_request()
-            run = lambda: request.infer({0: a})  # noqa: E731
-        else:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            run = lambda: session.run(None, {"a": a})  # noqa: E731
-        best = _best_seconds(run, seconds)
-    return 2 * n ** 3 / best / 1e9
+            return lambda: request.infer({0: a})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return lambda: session.run(None, {"a": a})
 
 
 def shape_rate(cfg, precision: str = "fp32", seconds: float = 0.3) -> Dict[str, float]:
@@ -297,3 +309,34 @@ def floor(cfg, precision: str = "fp32", seconds: float = 0.3, threads: Optional[
         return None
     library = max(found, key=found.get)
     return Floor(cfg.name, precision, frame_flops(cfg).total, found[library], library, dict(found), threads)
+
+
+class FloorProbe:
+    """The floor of ``cfg`` in ``precision`` sampled at the moment: ``sample()`` times the best
+    library's square product (best of two calls, ~0.1 s fp32 on 2 cores) and returns the floor in ms
+    now. Call it right after each timed frame; ``x_of_floor(frame_ms, floor_ms)`` then pairs them.
+    ``None`` from ``FloorProbe.of`` where ``floor`` is None (no such units or library here)."""
+
+    def __init__(self, floor: Floor, n: int = SQUARE_N):
+        self.floor, self.n = floor, n
+        self._run = square_product(floor.precision, n, floor.library, floor.threads)
+
+    @classmethod
+    def of(cls, cfg, precision: str, threads: Optional[int] = None) -> Optional["FloorProbe"]:
+        found = floor(cfg, precision, threads=threads)
+        return None if found is None else cls(found)
+
+    def sample(self) -> float:
+        best = float("inf")
+        for _ in range(2):
+            t = time.perf_counter()
+            self._run()
+            best = min(best, time.perf_counter() - t)
+        return self.floor.gflop / (2 * self.n ** 3 / best / 1e9) * 1e3
+
+
+def x_of_floor(frame_ms: List[float], floor_ms: List[float]) -> float:
+    """"x of the floor" of frames each timed next to a floor sample: the median of the per-pair ratios."""
+    import numpy as np
+
+    return float(np.median(np.asarray(frame_ms, dtype=np.float64) / np.asarray(floor_ms, dtype=np.float64)))

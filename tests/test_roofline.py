@@ -52,6 +52,21 @@ def test_floor_is_the_flops_at_the_measured_rate():
     assert set(rates) == {"qkv", "proj", "fc1", "fc2", "attention", "all"} and min(rates.values()) > 0
 
 
+def test_the_probe_samples_the_floor_of_the_moment_and_frames_pair_with_it():
+    cfg = load_config("tiny-mlp-224")
+    probe = roofline.FloorProbe.of(cfg, "fp32")
+    assert probe.floor.library in probe.floor.rates and probe.floor.precision == "fp32"
+    samples = [probe.sample() for _ in range(3)]
+    # The same product and FLOPs as the floor: a sample is that floor at the moment's rate (within what a
+    # shared host does to one product in a few seconds).
+    assert all(probe.floor.ms / 3 < ms < probe.floor.ms * 3 for ms in samples), (samples, probe.floor.ms)
+    # Each frame is divided by its own floor sample, then the median: a slow moment slows both.
+    assert roofline.x_of_floor([10, 20, 300], [5, 40, 100]) == pytest.approx(2.0)  # ratios 2, 0.5, 3
+    # (median / median would say 20 / 40 = 0.5)
+    if not roofline.has_int8_units():
+        assert roofline.FloorProbe.of(cfg, "int8") is None
+
+
 def test_bf16_on_a_cpu_without_bf16_units_warns_with_the_cost(monkeypatch, tiny_model):
     monkeypatch.setattr(roofline, "has_bf16_units", lambda: False)
     with pytest.warns(SlowPrecisionWarning, match=r"bf16 on this CPU .* emulated: about 7x slower than fp32"):

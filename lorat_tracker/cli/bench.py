@@ -81,7 +81,8 @@ def run(args) -> int:
     print()
     print(format_table(report))
     floors = ", ".join(f"{p} {f['ms']:.3g} ms ({f['library']} {f['gflops']:.0f} GFLOP/s)" for p, f in report["floors"].items() if f)
-    print(f"floor of a frame ({report['gflop_per_frame']:.1f} GFLOP): {floors}")
+    print(f"floor of a frame ({report['gflop_per_frame']:.1f} GFLOP), at the start; x of the floor pairs each frame "
+          f"with the floor sampled right after it: {floors}")
     for line in advice(report):
         print(line)
     if opts.json_out:
