@@ -116,6 +116,11 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
     rows: List[BenchRow] = []
     reference = None
     with tempfile.TemporaryDirectory(prefix="lorat-bench-") as tmp:
+        if only and "torch" not in only:  # the boxes are compared with torch fp32's: tracked, not timed
+            log("  torch fp32 (the boxes' reference, not timed) ...")
+            tracker = _build("torch", "fp32", None, model, tmp, seq, init_box)
+            tracker.initialize(seq.frames[0], init_box)
+            reference = np.asarray([tracker.track(frame).box for frame in seq.frames[1:]], dtype=np.float64)
         for backend, precision, compile in candidates():
             if only and backend not in only:
                 continue

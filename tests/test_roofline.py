@@ -109,6 +109,16 @@ def test_lorat_bench_times_and_advises(tmp_path):
     assert "x of floor" in proc.stdout and "exact boxes" in proc.stdout and "use --backend" in proc.stdout
 
 
+def test_lorat_bench_without_torch_still_compares_with_torch_fp32(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_lorat("bench", "--variant", "tiny-mlp-224", "--frames", "2", "--backends", "onnxruntime",
+                     "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["backend"] == "onnxruntime" and row["exact"] and row["max_box_dev_px"] <= 1e-4
+    assert "exact (max" in proc.stdout and "use --backend onnxruntime" in proc.stdout
+
+
 def test_lorat_bench_refuses_an_unknown_backend():
     proc = run_lorat("bench", "--backends", "torch,tensorflow")
     assert proc.returncode == 2 and "tensorflow" in proc.stderr and "Traceback" not in proc.stderr
