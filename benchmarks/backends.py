@@ -278,8 +278,9 @@ def markdown(report, note="") -> str:
         floors = [f"{p} {f['ms']:.3g} ms ({f['library']} {f['gflops']:.0f} GFLOP/s)" for p, f in v["floors"].items()
                   if f]
         if floors:
-            lines += ["", "Floor of a frame (its matrix products at the best square-GEMM rate measured in this run, "
-                      "benchmarks/roofline.py): " + ", ".join(floors) + "."]
+            lines += ["", "Floor of a frame (its matrix products at the best square-GEMM rate, benchmarks/roofline.py), "
+                      "measured at the start: " + ", ".join(floors) + ". \"x of floor\" pairs each step with a floor "
+                      "sample taken right after it (median of the ratios)."]
         lines.append("")
     return "\n".join(lines)
 
