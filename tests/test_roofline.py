@@ -78,6 +78,19 @@ def test_bf16_on_a_cpu_without_bf16_units_warns_with_the_cost(monkeypatch, tiny_
         tiny_model.tracker(precision="bf16")
 
 
+def test_sam_masks_in_bf16_on_a_cpu_without_bf16_units_warn_too(monkeypatch):
+    import tiny_sam
+
+    from lorat_tracker.segmentation import BoxToMask
+
+    monkeypatch.setattr(roofline, "has_bf16_units", lambda: False)
+    with pytest.warns(SlowPrecisionWarning, match=r"bf16 on this CPU .* emulated"):
+        BoxToMask(tiny_sam.build(), device="cpu", precision="bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BoxToMask(tiny_sam.build(), device="cpu", precision="fp32")
+
+
 def test_the_command_line_prints_the_project_warnings_as_one_line(monkeypatch):
     import lorat_tracker.cli as cli
 

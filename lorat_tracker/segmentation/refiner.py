@@ -15,7 +15,7 @@ from ..constants import SAM_PRECISIONS
 from ..cropping import pixel_aligned_crop
 from ..errors import ConfigError, LoRATError
 from ..images import as_rgb_image
-from ..runtime import DTYPES, check_precision, check_precision_name, resolve_device
+from ..runtime import DTYPES, check_precision, check_precision_name, resolve_device, warn_if_precision_is_emulated
 from .checkpoint import (CHECKPOINT_NAMES, SamCheckpointError, _normalize_model_type, build_sam_from_state,
                          detect_architecture, import_segment_anything, read_sam_checkpoint)
 from .geometry import MASK_THRESHOLD, SAM_INPUT_SIZE, box_mask, sam_box_prompt, segmentify_crop_params, warp_mask_to_frame
@@ -144,6 +144,7 @@ class BoxToMask(_BoxRefiner):
 
     def __init__(self, sam: torch.nn.Module, device=None, precision: str = "fp32", name: str = "SAM"):
         self.device = _precision_device(precision, device)
+        warn_if_precision_is_emulated(DTYPES[precision], self.device)  # bf16 on a CPU without its units
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.name = name

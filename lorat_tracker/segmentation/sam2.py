@@ -36,7 +36,7 @@ import torch
 
 from ..constants import SAM2_SIZES
 from ..errors import ConfigError, WeightsError
-from ..runtime import DTYPES
+from ..runtime import DTYPES, warn_if_precision_is_emulated
 from .checkpoint import SamCheckpointError, SamCheckpointNotFoundError, SamNotInstalledError, check_state_matches
 from .geometry import box_mask
 from .refiner import MaskResult, _BoxRefiner, _precision_device
@@ -173,6 +173,7 @@ class Sam2BoxToMask(_BoxRefiner):
                                      "or bf16")
         _, predictor_class = import_sam2()
         self.device = _precision_device(precision, device)
+        warn_if_precision_is_emulated(DTYPES[precision], self.device)  # bf16 on a CPU without its units
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.name = name
