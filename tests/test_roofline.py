@@ -122,6 +122,7 @@ def test_lorat_bench_times_and_advises(tmp_path):
     assert "x of floor" in proc.stdout and "exact boxes" in proc.stdout and "use --backend" in proc.stdout
 
 
+@pytest.mark.slow
 def test_lorat_bench_without_torch_still_compares_with_torch_fp32(tmp_path):
     out = tmp_path / "bench.json"
     proc = run_lorat("bench", "--variant", "tiny-mlp-224", "--frames", "2", "--backends", "onnxruntime",
