@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TinyModel
+from conftest import TinyModel, fp32_box_bound
 from run_cli import run_lorat
 from lorat_tracker.demo import render_sequence
 
@@ -90,8 +90,9 @@ def test_every_reference_case_matches_torch_fp32(backend, onnx_files):
             want_boxes, want_scores = run_case(torch_tracker, case)
             boxes, scores = run_case(tracker, case)
             assert len(boxes) == len(case.frames)
-            np.testing.assert_allclose(boxes, want_boxes, rtol=0, atol=BOX_TOLERANCE_PX,
-                                       err_msg=f"{backend} {variant}/{case.sequence}")
+            bound = fp32_box_bound(want_boxes, net.cfg.search.area_factor)  # rounding (conftest.py)
+            assert (np.abs(np.asarray(boxes) - want_boxes).max(axis=1) <= bound).all(), \
+                f"{backend} {variant}/{case.sequence}: {np.abs(np.asarray(boxes) - want_boxes).max()} px"
             np.testing.assert_allclose(scores, want_scores, rtol=0, atol=SCORE_TOLERANCE)
             # ... and therefore the official pipeline's golden boxes within the self-test's standard
             np.testing.assert_allclose(boxes, case.boxes, rtol=0, atol=1e-3)
