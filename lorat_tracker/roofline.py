@@ -18,7 +18,7 @@ attention's QK^T and AV per block over template + search tokens, plus the patch 
 head. Softmax, GELU, LayerNorm and the crops are not counted: they are what the floor leaves out.
 
 On a shared host the speed of the same product changes by up to 2x within minutes (measured: ONNX
-Runtime's 2048 x 2048 fp32 product at 197 to 434 GFLOP/s on one 2-core Zen 4 VM in one hour), so a
+Runtime's 2048 x 2048 fp32 product at 197 to 453 GFLOP/s on one 2-core Zen 4 VM in one hour), so a
 floor measured once and a frame timed a minute later do not compare. ``FloorProbe`` samples the floor
 right after each timed frame instead, and "x of the floor" is the median of the per-frame ratios.
 """
