@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lorat_tracker import roofline  # noqa: E402
 from lorat_tracker.config import load_config  # noqa: E402
+from lorat_tracker.io import atomic_write_text  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py, beside this script)
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
                                    "floor_ms": {p: f.ms if f else None for p, f in floors.items()},
                                    "torch_shape_rates": shapes})
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json_out, json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -27,7 +27,7 @@ class BenchRow:
     compile: Optional[str] = None       # torch's compile mode ("onednn"), None for none
     ms_per_frame: Optional[float] = None
     floor_ms: Optional[float] = None    # median of the floor sampled after each timed frame
-    paired_x: Optional[float] = None    # median of (frame ms / the floor sampled right after it)
+    x_of_floor: Optional[float] = None  # median of (frame ms / the floor sampled right after it)
     max_box_dev_px: Optional[float] = None
     mean_iou: Optional[float] = None
     skipped: Optional[str] = None       # why it did not run here
@@ -35,12 +35,6 @@ class BenchRow:
     @property
     def label(self) -> str:
         return f"{self.backend} {self.precision}" + (f" {self.compile}" if self.compile else "")
-
-    @property
-    def x_of_floor(self) -> Optional[float]:
-        if self.paired_x is not None:
-            return self.paired_x
-        return None if self.ms_per_frame is None or not self.floor_ms else self.ms_per_frame / self.floor_ms
 
     @property
     def exact(self) -> bool:
@@ -152,7 +146,7 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
             row.ms_per_frame = float(np.median(times))
             if floor_ms:
                 row.floor_ms = float(np.median(floor_ms))
-                row.paired_x = roofline.x_of_floor(times, floor_ms)
+                row.x_of_floor = roofline.x_of_floor(times, floor_ms)
             boxes = np.asarray(boxes, dtype=np.float64)
             if reference is None and (backend, precision, compile) == ("torch", "fp32", None):
                 reference = boxes
@@ -165,7 +159,7 @@ def run_bench(model, frames: int = 10, warmup: int = 2, only: Optional[List[str]
             "cpu": roofline.matrix_isa(), "frames": frames,
             "floors": {p: (None if f is None else {"ms": f.ms, "gflops": f.rate, "library": f.library,
                                                    "rates": f.rates}) for p, f in floors.items()},
-            "rows": [dict(dataclasses.asdict(r), x_of_floor=r.x_of_floor, exact=r.exact) for r in rows]}
+            "rows": [dict(dataclasses.asdict(r), exact=r.exact) for r in rows]}
 
 
 def _build(backend, precision, compile, model, tmp, seq, init_box):

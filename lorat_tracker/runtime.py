@@ -185,7 +185,8 @@ def onednn_linears(model: torch.nn.Module) -> torch.nn.Module:
     Why: the PyPI torch wheels run an fp32 Linear through MKL, which on AMD CPUs reaches about half
     of what the same CPU's oneDNN does (Zen 4, 2 threads: a 2048 square product 182 GFLOP/s in torch,
     377 in OpenVINO's oneDNN; B-224 forward 478 -> 316 ms). oneDNN sums in another order than MKL:
-    outputs differ by ~1e-7, boxes by ~1e-5 px (tested within 1e-4 px of the default path)."""
+    outputs differ by ~1e-7, boxes by ~1e-5 px (tested: within fp32 rounding of the default path,
+    ``tests/conftest.py``'s ``fp32_box_bound``)."""
     import copy
 
     from torch.utils.mkldnn import MkldnnLinear

@@ -3,8 +3,8 @@
 Each backend and precision that can run here (torch fp32, with and without --compile onednn, and bf16;
 ONNX Runtime fp32; OpenVINO fp32 / bf16 / int8) tracks the same synthetic sequence with the variant's network: random weights of its size
 unless --weights is given (speed does not depend on the values). The table gives ms per frame, "x of
-the floor" (the frame's matrix products at this CPU's best GEMM rate in that precision, measured here;
-see docs/benchmarks.md) and the boxes' agreement with torch fp32, then says which to use. bf16 and int8
+the floor" (the frame's matrix products at this CPU's best GEMM rate in that precision, sampled right
+after each timed frame; see docs/benchmarks.md) and the boxes' agreement with torch fp32, then says which to use. bf16 and int8
 run only on CPUs with their units (AVX512-BF16 / AMX, VNNI / AMX).
 """
 from __future__ import annotations
